@@ -1,0 +1,25 @@
+//! onnx-memsched: reorder the nodes of an ONNX model so that running them in
+//! file order needs the least peak activation memory.
+//!
+//! The pipeline runs one way, each stage owning one representation:
+//!
+//! ```text
+//! bytes ─ onnx::OnnxFile::parse ─► OnnxFile   prost types + byte span of each node record
+//!       ─ sizes::infer ─────────► Sizes       bytes of every tensor (tract shape inference)
+//!       ─ graph::build ─────────► Graph       ops and tensors with typed ids
+//!       ─ schedule ─────────────► order + peak + lower bound   (plan::plan does all of this)
+//!       ─ OnnxFile::with_order ─► bytes       node records permuted, all else unchanged
+//! ```
+//!
+//! The command-line tool in `src/main.rs` is a thin shell over [`plan::plan`]
+//! and [`output`].
+
+pub mod graph;
+pub mod onnx;
+pub mod output;
+pub mod plan;
+pub mod report;
+pub mod schedule;
+pub mod sizes;
+
+pub use plan::{plan, Plan, PlanError, PlanOptions};

@@ -1,0 +1,186 @@
+//! The `onnx-memsched` command: a thin shell over the library.
+
+use clap::Parser;
+use onnx_memsched::graph::memory::MemoryOptions;
+use onnx_memsched::onnx::external::{self, DataOutcome};
+use onnx_memsched::onnx::OnnxFile;
+use onnx_memsched::output::{self, Location};
+use onnx_memsched::schedule::Scheduler;
+use onnx_memsched::sizes::SizeOptions;
+use onnx_memsched::{plan, report, PlanOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const ABOUT: &str = "Reorder the nodes of an ONNX model for the lowest peak activation memory.";
+
+const LONG_ABOUT: &str = "\
+Reorder the nodes of an ONNX model for the lowest peak activation memory.
+
+Runtimes and code generators that execute nodes in file order (onnx2c, \
+onnx-mlir, TensorRT's parser, onnxruntime with PRIORITY_BASED order) then need \
+less memory. Only the order of graph.node changes: every other byte of the \
+file stays as it was, so the output has the input's size.
+
+Memory model: running a node allocates its outputs while its inputs are still \
+live; a tensor is freed after its last consumer. Graph inputs are live from \
+the start, graph outputs to the end, weights (initializers, Constant outputs) \
+are not counted. The peak is the most bytes live at any step.";
+
+const EXAMPLES: &str = "\
+Examples:
+  onnx-memsched models/randwire.onnx /tmp/out.onnx
+  onnx-memsched --dry-run --report r.json model.onnx
+  onnx-memsched --dim batch=8 model.onnx model.onnx     (rewrite in place)
+  cat model.onnx | onnx-memsched - - > out.onnx
+
+Exit codes: 0 success, 1 bad input or failure, 2 usage error.";
+
+#[derive(Parser, Debug)]
+#[command(name = "onnx-memsched", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+struct Cli {
+    /// The model to read (`-` for standard input).
+    input: PathBuf,
+    /// Where to write the reordered model (`-` for standard output; may be
+    /// the input's path). Not needed with --dry-run.
+    #[arg(required_unless_present = "dry_run")]
+    output: Option<PathBuf>,
+    /// How to choose the order.
+    #[arg(long, default_value = "input", value_parser = scheduler_names())]
+    scheduler: String,
+    /// Measure and report without writing a model.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also write a JSON report to this file.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+    /// Bind a symbolic dimension, e.g. `--dim batch=8` (repeatable).
+    /// Unbound symbols are taken as 1, with a warning.
+    #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
+    dims: Vec<(String, i64)>,
+    /// Set a graph input's shape, e.g. `--input-shape images=1x3x224x224`
+    /// (repeatable).
+    #[arg(long = "input-shape", value_name = "NAME=DIMS", value_parser = parse_shape)]
+    input_shapes: Vec<(String, Vec<u64>)>,
+    /// Memory model: graph inputs stay live for the whole run (the caller
+    /// owns them, as in onnxruntime) instead of being freed after their last
+    /// use.
+    #[arg(long)]
+    inputs_live_whole_run: bool,
+    /// Memory model: an element-wise or reshape-like node writes its output
+    /// over an input of the same size that dies at it (as onnxruntime and
+    /// TFLite do).
+    #[arg(long)]
+    inplace: bool,
+    /// Stop searching after this many seconds and keep the best order found.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    time_limit: f64,
+    /// Print only warnings and errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn scheduler_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        Scheduler::ALL.iter().map(|(_, name, help)| clap::builder::PossibleValue::new(*name).help(*help)),
+    )
+}
+
+fn parse_dim(s: &str) -> Result<(String, i64), String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
+    let value: i64 = value.trim().parse().map_err(|_| format!("`{value}` is not an integer"))?;
+    if name.trim().is_empty() || value < 0 {
+        return Err(format!("expected NAME=VALUE with VALUE >= 0, got `{s}`"));
+    }
+    Ok((name.trim().to_string(), value))
+}
+
+fn parse_shape(s: &str) -> Result<(String, Vec<u64>), String> {
+    let (name, dims) = s.split_once('=').ok_or_else(|| format!("expected NAME=1x3x224x224, got `{s}`"))?;
+    let dims = if dims.trim().is_empty() {
+        Vec::new() // a scalar
+    } else {
+        dims.split(['x', ','])
+            .map(|d| d.trim().parse::<u64>().map_err(|_| format!("`{d}` in `{s}` is not a dimension")))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    Ok((name.trim().to_string(), dims))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("onnx-memsched: error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let from = Location::parse(&cli.input);
+    let to = if cli.dry_run { None } else { cli.output.as_deref().map(Location::parse) };
+    let in_name = from.display("<stdin>");
+    if let Some(to) = &to {
+        output::check_writable(to).map_err(|e| e.to_string())?;
+    }
+    if !(cli.time_limit >= 0.0 && cli.time_limit.is_finite()) {
+        return Err(format!("--time-limit must be a number of seconds >= 0, got {}", cli.time_limit));
+    }
+    let bytes = output::read_input(&from).map_err(|e| format!("cannot read {in_name}: {e}"))?;
+    let file = OnnxFile::parse(bytes).map_err(|e| format!("{in_name}: {e}"))?;
+    warn_missing_data(&file, &from);
+    let scheduler = Scheduler::from_name(&cli.scheduler).ok_or_else(|| format!("unknown scheduler {}", cli.scheduler))?;
+    let opts = PlanOptions {
+        scheduler,
+        memory: MemoryOptions { inputs_live_whole_run: cli.inputs_live_whole_run, inplace: cli.inplace },
+        sizes: SizeOptions { dims: cli.dims.clone(), input_shapes: cli.input_shapes.clone() },
+        time_limit: Duration::from_secs_f64(cli.time_limit),
+    };
+    let plan = plan(&file, &opts).map_err(|e| format!("{in_name}: {e}"))?;
+    if !cli.quiet {
+        eprint!("{}", report::summary(&in_name, &plan));
+    }
+    let mut written = None;
+    if let Some(to) = &to {
+        let order: Vec<usize> = plan.order.iter().map(|v| v.index()).collect();
+        let out_bytes = file.with_order(&order);
+        let outcomes = output::write_model(&out_bytes, &file.model, &from, to).map_err(|e| e.to_string())?;
+        for outcome in outcomes {
+            // Missing data was reported when reading.
+            if matches!(outcome, DataOutcome::Missing(_)) {
+                continue;
+            }
+            let is_warning = matches!(outcome, DataOutcome::Conflict(_) | DataOutcome::Unsafe(_));
+            if let Some(msg) = outcome.message() {
+                if is_warning || !cli.quiet {
+                    eprintln!("onnx-memsched: {msg}");
+                }
+            }
+        }
+        let out_name = to.display("<stdout>");
+        if !cli.quiet {
+            eprintln!("wrote {out_name}");
+        }
+        written = Some(out_name);
+    }
+    if let Some(path) = &cli.report {
+        let value = report::json(&in_name, &plan, written.as_deref());
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())? + "\n";
+        std::fs::write(path, text).map_err(|e| format!("cannot write report {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn warn_missing_data(file: &OnnxFile, from: &Location) {
+    let folder = from.folder();
+    let missing: Vec<String> =
+        external::locations(&file.model).into_iter().filter(|loc| !folder.join(loc).is_file()).collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "onnx-memsched: warning: external data not found next to the model: {} (not needed for scheduling; a runtime will need it)",
+            missing.join(", ")
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! Reading and writing ONNX model files without losing a byte.
+//!
+//! prost decodes the model into [`pb`] types, but it drops fields it does not
+//! know and would re-encode defaults differently, so the model is never
+//! re-encoded. Instead [`OnnxFile::parse`] also walks the wire format and
+//! records the byte span of every `NodeProto` record inside the top-level
+//! `GraphProto`; [`OnnxFile::with_order`] writes the input bytes with those
+//! records permuted and every other byte as it was. The output has exactly
+//! the input's size, and the graph's length prefix stays valid because the
+//! records only trade places.
+
+pub mod external;
+pub mod wire;
+
+use std::ops::Range;
+
+/// The ONNX schema (`proto/onnx.proto` of the newest release), compiled by prost.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
+/// Field number of `ModelProto.graph`.
+const MODEL_GRAPH_FIELD: u32 = 7;
+/// Field number of `GraphProto.node`.
+const GRAPH_NODE_FIELD: u32 = 1;
+
+/// Why bytes are not an ONNX model this tool can rewrite.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Zero bytes.
+    #[error("the file is empty (expected an ONNX model)")]
+    Empty,
+    /// The bytes are not a protobuf message.
+    #[error("not an ONNX model: the protobuf is malformed ({0}); the file may be truncated or not an .onnx file")]
+    Wire(wire::WireError),
+    /// The bytes are protobuf but not a `ModelProto`.
+    #[error("not an ONNX model: {0}; the file may be truncated or not an .onnx file")]
+    Decode(#[from] prost::DecodeError),
+    /// A `ModelProto` without a graph.
+    #[error("the model has no graph (is this an ONNX model, or a file of another kind?)")]
+    NoGraph,
+    /// The graph field is split over several records (protobuf merges them;
+    /// no exporter writes this).
+    #[error("the model's graph is split over {0} records; re-save it with onnx.save to merge them")]
+    SplitGraph(usize),
+    /// The wire walk and prost disagree on the node count (a bug, or a model
+    /// that stores nodes in an unexpected way).
+    #[error("found {records} node records but the decoded graph has {decoded} nodes")]
+    NodeCountMismatch {
+        /// Records found by the wire walk.
+        records: usize,
+        /// Nodes prost decoded.
+        decoded: usize,
+    },
+}
+
+/// A parsed model together with its original bytes.
+#[derive(Debug, Clone)]
+pub struct OnnxFile {
+    /// The file's bytes, unchanged.
+    pub bytes: Vec<u8>,
+    /// The decoded model.
+    pub model: pb::ModelProto,
+    /// Byte span of each `graph.node` record (tag to end of payload), in file order.
+    pub node_records: Vec<Range<usize>>,
+}
+
+impl OnnxFile {
+    /// Decodes `bytes` and locates the node records.
+    pub fn parse(bytes: Vec<u8>) -> Result<OnnxFile, ReadError> {
+        use prost::Message;
+        if bytes.is_empty() {
+            return Err(ReadError::Empty);
+        }
+        let top = wire::fields(&bytes, 0..bytes.len()).map_err(ReadError::Wire)?;
+        let graphs: Vec<&wire::Field> =
+            top.iter().filter(|f| f.number == MODEL_GRAPH_FIELD && f.wire_type == 2).collect();
+        let graph = match graphs.as_slice() {
+            [] => return Err(ReadError::NoGraph),
+            [g] => *g,
+            more => return Err(ReadError::SplitGraph(more.len())),
+        };
+        let node_records: Vec<Range<usize>> = wire::fields(&bytes, graph.payload.clone())
+            .map_err(ReadError::Wire)?
+            .into_iter()
+            .filter(|f| f.number == GRAPH_NODE_FIELD && f.wire_type == 2)
+            .map(|f| f.record)
+            .collect();
+        let model = pb::ModelProto::decode(bytes.as_slice())?;
+        let decoded = model.graph.as_ref().map_or(0, |g| g.node.len());
+        if decoded != node_records.len() {
+            return Err(ReadError::NodeCountMismatch { records: node_records.len(), decoded });
+        }
+        Ok(OnnxFile { bytes, model, node_records })
+    }
+
+    /// The top-level graph (parse guarantees there is one).
+    pub fn graph(&self) -> &pb::GraphProto {
+        static EMPTY: std::sync::OnceLock<pb::GraphProto> = std::sync::OnceLock::new();
+        self.model.graph.as_ref().unwrap_or_else(|| EMPTY.get_or_init(pb::GraphProto::default))
+    }
+
+    /// The file's bytes with the node records in `order`: the node at file
+    /// position `order[i]` takes the place of the `i`-th node record. Every
+    /// other byte is unchanged.
+    ///
+    /// # Panics
+    /// If `order` is not a permutation of `0..node count` (a caller bug; the
+    /// schedule is checked before it gets here).
+    pub fn with_order(&self, order: &[usize]) -> Vec<u8> {
+        assert_eq!(order.len(), self.node_records.len(), "order must list every node");
+        let mut seen = vec![false; order.len()];
+        for &i in order {
+            assert!(!std::mem::replace(&mut seen[i], true), "node {i} listed twice");
+        }
+        let mut out = Vec::with_capacity(self.bytes.len());
+        let mut cursor = 0;
+        for (slot, &node) in self.node_records.iter().zip(order) {
+            out.extend_from_slice(&self.bytes[cursor..slot.start]);
+            out.extend_from_slice(&self.bytes[self.node_records[node].clone()]);
+            cursor = slot.end;
+        }
+        out.extend_from_slice(&self.bytes[cursor..]);
+        debug_assert_eq!(out.len(), self.bytes.len());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn node(name: &str, input: &str, output: &str) -> pb::NodeProto {
+        pb::NodeProto {
+            name: Some(name.into()),
+            op_type: Some("Relu".into()),
+            input: vec![input.into()],
+            output: vec![output.into()],
+            ..Default::default()
+        }
+    }
+
+    fn model() -> pb::ModelProto {
+        pb::ModelProto {
+            ir_version: Some(10),
+            graph: Some(pb::GraphProto {
+                node: vec![node("a", "x", "y"), node("bb", "y", "z"), node("ccc", "z", "w")],
+                name: Some("g".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn identity_order_gives_identical_bytes() {
+        let bytes = model().encode_to_vec();
+        let file = OnnxFile::parse(bytes.clone()).unwrap();
+        assert_eq!(file.node_records.len(), 3);
+        assert_eq!(file.with_order(&[0, 1, 2]), bytes);
+    }
+
+    #[test]
+    fn permuted_order_moves_only_nodes() {
+        let bytes = model().encode_to_vec();
+        let file = OnnxFile::parse(bytes.clone()).unwrap();
+        let out = file.with_order(&[2, 0, 1]);
+        assert_eq!(out.len(), bytes.len());
+        let back = pb::ModelProto::decode(out.as_slice()).unwrap();
+        let names: Vec<_> = back.graph.as_ref().unwrap().node.iter().map(|n| n.name().to_string()).collect();
+        assert_eq!(names, ["ccc", "a", "bb"]);
+        let mut expect = model();
+        expect.graph.as_mut().unwrap().node.rotate_right(1);
+        assert_eq!(back, expect);
+    }
+
+    #[test]
+    fn unknown_fields_survive() {
+        // Append an unknown field (number 99, varint) to the model and one
+        // (number 77) inside the graph, between the nodes.
+        let mut m = model();
+        let mut graph_bytes = Vec::new();
+        let g = m.graph.take().unwrap();
+        for (i, n) in g.node.iter().enumerate() {
+            prost::encoding::message::encode(1, n, &mut graph_bytes);
+            if i == 0 {
+                prost::encoding::uint64::encode(77, &5, &mut graph_bytes);
+            }
+        }
+        prost::encoding::string::encode(2, &"g".to_string(), &mut graph_bytes);
+        let mut bytes = m.encode_to_vec();
+        prost::encoding::encode_key(7, prost::encoding::WireType::LengthDelimited, &mut bytes);
+        prost::encoding::encode_varint(graph_bytes.len() as u64, &mut bytes);
+        bytes.extend_from_slice(&graph_bytes);
+        prost::encoding::uint64::encode(99, &1, &mut bytes);
+        let file = OnnxFile::parse(bytes.clone()).unwrap();
+        let out = file.with_order(&[1, 2, 0]);
+        assert_eq!(out.len(), bytes.len());
+        // Both unknown fields are still there, byte for byte.
+        let fields = wire::fields(&out, 0..out.len()).unwrap();
+        assert!(fields.iter().any(|f| f.number == 99));
+        let graph = fields.iter().find(|f| f.number == 7).unwrap();
+        let inner = wire::fields(&out, graph.payload.clone()).unwrap();
+        let numbers: Vec<u32> = inner.iter().map(|f| f.number).collect();
+        assert_eq!(numbers, [1, 77, 1, 1, 2]);
+    }
+
+    #[test]
+    fn bad_bytes_are_errors() {
+        assert!(matches!(OnnxFile::parse(vec![]), Err(ReadError::Empty)));
+        let bytes = model().encode_to_vec();
+        for cut in [1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(OnnxFile::parse(bytes[..cut].to_vec()).is_err(), "cut {cut}");
+        }
+        let no_graph = pb::ModelProto { ir_version: Some(9), ..Default::default() }.encode_to_vec();
+        assert!(matches!(OnnxFile::parse(no_graph), Err(ReadError::NoGraph)));
+    }
+}
