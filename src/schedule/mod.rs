@@ -3,12 +3,22 @@
 //! Each scheduler is named on the command line by `--scheduler NAME`; see
 //! [`Scheduler`]. They see only the [`Graph`], never ONNX.
 
+pub mod decompose;
+pub mod dp;
+pub mod driver;
+pub mod fusion;
 pub mod heuristics;
+pub mod ilp;
 
 use crate::graph::OpId;
 
 /// A schedule: every op once, in a topological order.
 pub type Order = Vec<OpId>;
+
+/// Ops that some optimal schedule runs back to back, in this order: the unit
+/// of search after fusion. A partition of all ops; singletons when nothing
+/// is fused.
+pub type Groups = Vec<Vec<OpId>>;
 
 /// The schedulers the command line offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,1 @@
+//! Exact search: dynamic programming over executed sets (to be written).

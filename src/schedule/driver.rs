@@ -1,0 +1,1 @@
+//! The anytime driver behind `--scheduler auto` (to be written).

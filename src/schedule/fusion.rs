@@ -1,0 +1,1 @@
+//! Iterative graph fusion that keeps the optimal peak (to be written).

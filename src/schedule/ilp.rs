@@ -1,0 +1,1 @@
+//! The integer linear program of the seed method (to be written).
