@@ -2,6 +2,8 @@
 //! brute-force optimum that shares no code with the schedulers.
 #![allow(dead_code)]
 
+pub mod onnx_models;
+
 use onnx_memsched::graph::memory::{evaluate, MemoryOptions};
 use onnx_memsched::graph::{from_lists, Graph, OpId};
 

@@ -1,0 +1,71 @@
+//! Tiny ONNX models built with the prost types, for end-to-end tests.
+
+use onnx_memsched::onnx::pb;
+use prost::Message;
+
+pub fn float_value(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
+    pb::ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: Some(pb::tensor_proto::DataType::Float as i32),
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| pb::tensor_shape_proto::Dimension {
+                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
+    pb::NodeProto {
+        op_type: Some(op.into()),
+        name: Some(name.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+pub fn model(nodes: Vec<pb::NodeProto>, inputs: Vec<pb::ValueInfoProto>, outputs: Vec<pb::ValueInfoProto>) -> pb::ModelProto {
+    pb::ModelProto {
+        ir_version: Some(8),
+        producer_name: Some("onnx-memsched tests".into()),
+        opset_import: vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        graph: Some(pb::GraphProto {
+            name: Some("test".into()),
+            node: nodes,
+            input: inputs,
+            output: outputs,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// x[1,64] → a = Relu(x), b = Sigmoid(x), c = Add(a, b) → y = Relu(c):
+/// a small valid diamond.
+pub fn diamond() -> pb::ModelProto {
+    model(
+        vec![
+            node("Relu", "a", &["x"], &["a"]),
+            node("Sigmoid", "b", &["x"], &["b"]),
+            node("Add", "c", &["a", "b"], &["c"]),
+            node("Relu", "y", &["c"], &["y"]),
+        ],
+        vec![float_value("x", &[1, 64])],
+        vec![float_value("y", &[1, 64])],
+    )
+}
+
+pub fn bytes(model: &pb::ModelProto) -> Vec<u8> {
+    model.encode_to_vec()
+}
