@@ -18,6 +18,7 @@ pub mod graph;
 pub mod onnx;
 pub mod output;
 pub mod plan;
+pub mod plot;
 pub mod report;
 pub mod schedule;
 pub mod sizes;
