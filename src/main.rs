@@ -7,7 +7,7 @@ use onnx_memsched::onnx::OnnxFile;
 use onnx_memsched::output::{self, Location};
 use onnx_memsched::schedule::Scheduler;
 use onnx_memsched::sizes::SizeOptions;
-use onnx_memsched::{plan, report, PlanOptions};
+use onnx_memsched::{plan, plot, report, PlanOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,7 +43,7 @@ struct Cli {
     input: PathBuf,
     /// Where to write the reordered model (`-` for standard output; may be
     /// the input's path). Not needed with --dry-run.
-    #[arg(required_unless_present = "dry_run")]
+    #[arg(required_unless_present_any = ["dry_run", "check"])]
     output: Option<PathBuf>,
     /// How to choose the order.
     #[arg(long, default_value = "input", value_parser = scheduler_names())]
@@ -54,6 +54,23 @@ struct Cli {
     /// Also write a JSON report to this file.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
+    /// Draw live memory over the steps of the input and the new order, with
+    /// the lower bound, as an SVG picture.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// For CI of model repositories: measure only, write nothing, and exit 0
+    /// if the file's order peaks within --tolerance of the best order found,
+    /// 3 otherwise.
+    #[arg(long)]
+    check: bool,
+    /// How far above the best peak (in percent) --check accepts the file's order.
+    #[arg(long, value_name = "PERCENT", default_value_t = 1.0, requires = "check")]
+    tolerance: f64,
+    /// Exit 3 (writing nothing) when even the best order peaks above this
+    /// many bytes (suffixes KB, MB, GB, KiB, MiB, GiB allowed), naming the
+    /// step and the tensors live at the peak.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    fail_above: Option<u64>,
     /// Bind a symbolic dimension, e.g. `--dim batch=8` (repeatable).
     /// Unbound symbols are taken as 1, with a warning.
     #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
@@ -95,6 +112,24 @@ fn parse_dim(s: &str) -> Result<(String, i64), String> {
     Ok((name.trim().to_string(), value))
 }
 
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("`{s}` is not a byte count such as 65536, 512KiB or 2MB"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown unit `{other}` in `{s}`; use B, KB, MB, GB, KiB, MiB or GiB")),
+    };
+    Ok((number * factor).round() as u64)
+}
+
 fn parse_shape(s: &str) -> Result<(String, Vec<u64>), String> {
     let (name, dims) = s.split_once('=').ok_or_else(|| format!("expected NAME=1x3x224x224, got `{s}`"))?;
     let dims = if dims.trim().is_empty() {
@@ -107,10 +142,20 @@ fn parse_shape(s: &str) -> Result<(String, Vec<u64>), String> {
     Ok((name.trim().to_string(), dims))
 }
 
+/// How a run ends: success, a budget or check that failed (exit 3), or an error (exit 1).
+enum Exit {
+    Ok,
+    Over(String),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Exit::Ok) => ExitCode::SUCCESS,
+        Ok(Exit::Over(message)) => {
+            eprintln!("onnx-memsched: {message}");
+            ExitCode::from(3)
+        }
         Err(message) => {
             eprintln!("onnx-memsched: error: {message}");
             ExitCode::from(1)
@@ -118,9 +163,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<(), String> {
+fn run(cli: &Cli) -> Result<Exit, String> {
     let from = Location::parse(&cli.input);
-    let to = if cli.dry_run { None } else { cli.output.as_deref().map(Location::parse) };
+    let to = if cli.dry_run || cli.check { None } else { cli.output.as_deref().map(Location::parse) };
     let in_name = from.display("<stdin>");
     if let Some(to) = &to {
         output::check_writable(to).map_err(|e| e.to_string())?;
@@ -142,8 +187,14 @@ fn run(cli: &Cli) -> Result<(), String> {
     if !cli.quiet {
         eprint!("{}", report::summary(&in_name, &plan));
     }
+    if let Some(path) = &cli.plot {
+        let title = format!("{in_name}: live activation memory");
+        let svg = plot::svg(&title, &plan.before, &plan.after, plan.lower_bound.bytes)?;
+        std::fs::write(path, svg).map_err(|e| format!("cannot write plot {}: {e}", path.display()))?;
+    }
+    let verdict = verdict(cli, &plan);
     let mut written = None;
-    if let Some(to) = &to {
+    if let (Some(to), None) = (&to, &verdict) {
         let order: Vec<usize> = plan.order.iter().map(|v| v.index()).collect();
         let out_bytes = file.with_order(&order);
         let outcomes = output::write_model(&out_bytes, &file.model, &from, to).map_err(|e| e.to_string())?;
@@ -170,7 +221,53 @@ fn run(cli: &Cli) -> Result<(), String> {
         let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())? + "\n";
         std::fs::write(path, text).map_err(|e| format!("cannot write report {}: {e}", path.display()))?;
     }
-    Ok(())
+    Ok(match verdict {
+        Some(message) => Exit::Over(message),
+        None => {
+            if cli.check && !cli.quiet {
+                eprintln!("check passed: the file's order is within {}% of the best order found", cli.tolerance);
+            }
+            Exit::Ok
+        }
+    })
+}
+
+/// The message of a failed `--fail-above` budget or `--check`, if any.
+fn verdict(cli: &Cli, plan: &onnx_memsched::Plan) -> Option<String> {
+    if let Some(budget) = cli.fail_above {
+        if plan.after.peak > budget {
+            let live = onnx_memsched::graph::memory::live_at(&plan.graph, &plan.order, plan.after.peak_step, &plan.memory);
+            let mut tensors: Vec<_> = live.iter().map(|&t| plan.graph.tensor(t)).filter(|t| t.bytes > 0).collect();
+            tensors.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+            let listed: Vec<String> =
+                tensors.iter().take(8).map(|t| format!("`{}` ({})", t.name, report::human_bytes(t.bytes))).collect();
+            let more = if tensors.len() > 8 { format!(" and {} more", tensors.len() - 8) } else { String::new() };
+            let at = match plan.after.peak_step {
+                None => "at the start".to_string(),
+                Some(s) => format!("at step {s}, {}", plan.graph.describe_op(plan.order[s])),
+            };
+            return Some(format!(
+                "over budget: the best order found peaks at {} B ({}), above --fail-above {} B, {at}; live there: {}{more}",
+                report::grouped(plan.after.peak),
+                report::human_bytes(plan.after.peak),
+                report::grouped(budget),
+                listed.join(", ")
+            ));
+        }
+    }
+    if cli.check {
+        let allowed = plan.after.peak as f64 * (1.0 + cli.tolerance / 100.0);
+        if plan.before.peak as f64 > allowed {
+            return Some(format!(
+                "check failed: the file's order peaks at {} B, {:.1}% above the best order found ({} B; tolerance {}%); run onnx-memsched to reorder it",
+                report::grouped(plan.before.peak),
+                (plan.before.peak as f64 / plan.after.peak.max(1) as f64 - 1.0) * 100.0,
+                report::grouped(plan.after.peak),
+                cli.tolerance
+            ));
+        }
+    }
+    None
 }
 
 fn warn_missing_data(file: &OnnxFile, from: &Location) {

@@ -2,7 +2,7 @@
 
 use crate::graph::bounds::{lower_bound, LowerBound, Reachability};
 use crate::graph::memory::{evaluate, MemoryOptions, Profile};
-use crate::graph::{self, topo, BuildError, Graph, OpId};
+use crate::graph::{self, topo, BuildError, Graph, OpId, TensorKind};
 use crate::onnx::OnnxFile;
 use crate::schedule::{heuristics, Scheduler};
 use crate::sizes::{self, SizeError, SizeOptions};
@@ -74,6 +74,8 @@ pub struct Plan {
     pub assumptions: Vec<String>,
     /// Bytes of weights (initializers and Constant outputs) with known size.
     pub weight_bytes: u64,
+    /// The memory model the peaks were computed under.
+    pub memory: MemoryOptions,
     /// Wall time of planning.
     pub seconds: f64,
 }
@@ -81,13 +83,20 @@ pub struct Plan {
 /// Infers sizes, builds the graph, runs the scheduler and checks its order.
 pub fn plan(file: &OnnxFile, opts: &PlanOptions) -> Result<Plan, PlanError> {
     let start = Instant::now();
-    let sizes = sizes::infer(&file.model, &opts.sizes)?;
-    let graph = graph::build(file.graph(), &|name| sizes.tensors.get(name).map_or(0, |s| s.bytes))?;
-    let weight_bytes = weight_bytes(file, &sizes);
+    // Structure first: a cycle or a missing producer is reported as such,
+    // not as a tensor whose size cannot be inferred.
+    let mut graph = graph::build(file.graph(), &|_| 0)?;
     let input_order = topo::stable_order(&graph).map_err(|topo::Cycle(ops)| {
         let names: Vec<String> = ops.iter().map(|&v| graph.describe_op(v)).collect();
         PlanError::Cycle(names.join(" -> "))
     })?;
+    let sizes = sizes::infer(&file.model, &opts.sizes)?;
+    for tensor in &mut graph.tensors {
+        if tensor.kind != TensorKind::Weight {
+            tensor.bytes = sizes.tensors.get(&tensor.name).map_or(0, |s| s.bytes);
+        }
+    }
+    let weight_bytes = weight_bytes(file, &sizes);
     let file_sorted = input_order.iter().enumerate().all(|(i, v)| v.index() == i);
     let order = match opts.scheduler {
         Scheduler::Input => input_order.clone(),
@@ -118,6 +127,7 @@ pub fn plan(file: &OnnxFile, opts: &PlanOptions) -> Result<Plan, PlanError> {
         scheduler: opts.scheduler,
         assumptions,
         weight_bytes,
+        memory: opts.memory,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

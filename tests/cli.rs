@@ -8,6 +8,7 @@ use common::onnx_models::{bytes, diamond, float_value, model, node};
 use onnx_memsched::onnx::pb;
 use prost::Message;
 use std::fs;
+use std::path::Path;
 
 fn tool() -> Command {
     Command::cargo_bin("onnx-memsched").expect("binary built")
@@ -268,3 +269,71 @@ fn report_json_has_the_documented_keys() {
     assert_eq!(v["peak_bytes_before"], 768);
 }
 
+
+fn write_model(dir: &Path, name: &str, m: &pb::ModelProto) -> std::path::PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, bytes(m)).unwrap();
+    path
+}
+
+fn report_of(args: &[&str], model: &Path) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    tool().args(args).args(["--dry-run", "-q", "--report"]).arg(&report).arg(model).assert().success();
+    serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap()
+}
+
+#[test]
+fn fork_join_peaks_are_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_model(dir.path(), "bad.onnx", &common::onnx_models::fork_join(true));
+    let r = report_of(&["--scheduler", "dfs"], &bad);
+    assert_eq!(r["peak_bytes_before"], 2304);
+    assert_eq!(r["peak_bytes_after"], 1284);
+}
+
+#[test]
+fn check_exits_3_on_a_poor_order_and_0_on_a_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_model(dir.path(), "bad.onnx", &common::onnx_models::fork_join(true));
+    let good = write_model(dir.path(), "good.onnx", &common::onnx_models::fork_join(false));
+    let out = tool().args(["--check", "--scheduler", "dfs"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("check failed") && stderr.contains("2,304 B") && stderr.contains("1,284 B"), "{stderr}");
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "--check writes nothing");
+    tool().args(["--check", "--scheduler", "dfs", "-q"]).arg(&good).assert().code(0);
+    // A generous tolerance accepts the poor order too (2304 <= 1284 * 1.9).
+    tool().args(["--check", "--scheduler", "dfs", "--tolerance", "90", "-q"]).arg(&bad).assert().code(0);
+}
+
+#[test]
+fn fail_above_names_the_peak_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_model(dir.path(), "bad.onnx", &common::onnx_models::fork_join(true));
+    let out_path = dir.path().join("o.onnx");
+    let out = tool().args(["--scheduler", "dfs", "--fail-above", "1KiB"]).arg(&bad).arg(&out_path).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("over budget") && stderr.contains("1,024 B") && stderr.contains("step"), "{stderr}");
+    assert!(stderr.contains("`a`") || stderr.contains("`b`"), "names a big live tensor: {stderr}");
+    assert!(!out_path.exists());
+    tool().args(["--scheduler", "dfs", "--fail-above", "1284", "-q"]).arg(&bad).arg(&out_path).assert().code(0);
+    assert!(out_path.exists());
+    tool().args(["--fail-above", "12parsecs", "a.onnx", "b.onnx"]).assert().code(2);
+}
+
+#[test]
+fn plot_is_a_well_formed_svg_with_both_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_model(dir.path(), "bad.onnx", &common::onnx_models::fork_join(true));
+    let svg_path = dir.path().join("p.svg");
+    tool().args(["--scheduler", "dfs", "--dry-run", "-q", "--plot"]).arg(&svg_path).arg(&bad).assert().success();
+    let svg = fs::read_to_string(&svg_path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    // Every opened element is closed: count tags roughly.
+    let opened = svg.matches("<text").count();
+    assert_eq!(opened, svg.matches("</text>").count());
+    assert!(svg.contains("input order (peak 2.25 KiB)") && svg.contains("new order (peak 1.25 KiB)"), "{svg}");
+    assert!(svg.contains("bad.onnx"));
+}

@@ -69,3 +69,47 @@ pub fn diamond() -> pb::ModelProto {
 pub fn bytes(model: &pb::ModelProto) -> Vec<u8> {
     model.encode_to_vec()
 }
+
+fn attr_int(name: &str, v: i64) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: Some(name.into()),
+        i: Some(v),
+        r#type: Some(pb::attribute_proto::AttributeType::Int as i32),
+        ..Default::default()
+    }
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: Some(name.into()),
+        ints: v.to_vec(),
+        r#type: Some(pb::attribute_proto::AttributeType::Ints as i32),
+        ..Default::default()
+    }
+}
+
+/// x[1,64] forks into two branches, each `Concat(x,x,x,x)` (1 KiB, big)
+/// then `ReduceMean` (4 B, small), joined by a `Concat`. In `bad` file
+/// order both big tensors are live at once (peak 2304 B); running each
+/// branch to its end first peaks at 1284 B.
+pub fn fork_join(bad: bool) -> pb::ModelProto {
+    let expand = |name: &str, out: &str| {
+        let mut n = node("Concat", name, &["x", "x", "x", "x"], &[out]);
+        n.attribute.push(attr_int("axis", 1));
+        n
+    };
+    let reduce = |name: &str, input: &str, out: &str| {
+        let mut n = node("ReduceMean", name, &[input], &[out]);
+        n.attribute.push(attr_ints("axes", &[1]));
+        n.attribute.push(attr_int("keepdims", 1));
+        n
+    };
+    let mut join = node("Concat", "join", &["ra", "rb"], &["y"]);
+    join.attribute.push(attr_int("axis", 1));
+    let nodes = if bad {
+        vec![expand("ea", "a"), expand("eb", "b"), reduce("ra", "a", "ra"), reduce("rb", "b", "rb"), join]
+    } else {
+        vec![expand("ea", "a"), reduce("ra", "a", "ra"), expand("eb", "b"), reduce("rb", "b", "rb"), join]
+    };
+    model(nodes, vec![float_value("x", &[1, 64])], vec![float_value("y", &[1, 2])])
+}
