@@ -39,12 +39,17 @@ Exit codes: 0 success, 1 bad input or failure, 2 usage error.";
 #[derive(Parser, Debug)]
 #[command(name = "onnx-memsched", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
 struct Cli {
-    /// The model to read (`-` for standard input).
-    input: PathBuf,
-    /// Where to write the reordered model (`-` for standard output; may be
-    /// the input's path). Not needed with --dry-run.
-    #[arg(required_unless_present_any = ["dry_run", "check"])]
-    output: Option<PathBuf>,
+    /// INPUT OUTPUT: the model to read and where to write the reordered
+    /// model (`-` for standard input/output; OUTPUT may be INPUT's path; no
+    /// OUTPUT with --dry-run or --check). With --out-dir: any number of
+    /// input models.
+    #[arg(required = true, value_name = "MODELS")]
+    paths: Vec<PathBuf>,
+    /// Process many models in parallel, writing each to DIR under its own
+    /// file name; one summary line per model; a failing model does not stop
+    /// the others (exit 1 at the end if any failed).
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
     /// How to choose the order.
     #[arg(long, default_value = "input", value_parser = scheduler_names())]
     scheduler: String,
@@ -150,7 +155,16 @@ enum Exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(&cli) {
+    if let Err(message) = check_usage(&cli) {
+        use clap::CommandFactory;
+        Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message).exit();
+    }
+    if let Some(dir) = &cli.out_dir {
+        return run_batch(&cli, dir);
+    }
+    let from = cli.paths[0].clone();
+    let to = if cli.dry_run || cli.check { None } else { cli.paths.get(1).cloned() };
+    match run(&cli, &from, to.as_deref()) {
         Ok(Exit::Ok) => ExitCode::SUCCESS,
         Ok(Exit::Over(message)) => {
             eprintln!("onnx-memsched: {message}");
@@ -163,9 +177,66 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<Exit, String> {
-    let from = Location::parse(&cli.input);
-    let to = if cli.dry_run || cli.check { None } else { cli.output.as_deref().map(Location::parse) };
+/// Argument combinations clap cannot express; a message means exit 2.
+fn check_usage(cli: &Cli) -> Result<(), String> {
+    let measuring = cli.dry_run || cli.check;
+    if cli.out_dir.is_some() {
+        if cli.plot.is_some() {
+            return Err("--plot draws one model; it cannot be combined with --out-dir".into());
+        }
+        if cli.paths.iter().any(|p| p.as_os_str() == "-") {
+            return Err("with --out-dir every model must be a file, not `-`".into());
+        }
+        return Ok(());
+    }
+    match (cli.paths.len(), measuring) {
+        (2, false) | (1, true) => Ok(()),
+        (1, false) => Err("missing OUTPUT: give INPUT OUTPUT, or --dry-run / --check to only measure".into()),
+        (2, true) => Err("--dry-run and --check write nothing: drop OUTPUT".into()),
+        _ => Err("too many models: give INPUT OUTPUT, or use --out-dir DIR for many models".into()),
+    }
+}
+
+/// `--out-dir`: every model in parallel, one line each, failures counted.
+fn run_batch(cli: &Cli, dir: &std::path::Path) -> ExitCode {
+    use rayon::prelude::*;
+    if !dir.is_dir() {
+        eprintln!("onnx-memsched: error: output folder {} does not exist; create it first", dir.display());
+        return ExitCode::from(1);
+    }
+    let results: Vec<Result<Exit, String>> = cli
+        .paths
+        .par_iter()
+        .map(|input| {
+            let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("model.onnx"));
+            let to = if cli.dry_run || cli.check { None } else { Some(dir.join(name)) };
+            let result = run(cli, input, to.as_deref());
+            match &result {
+                Ok(Exit::Ok) => {}
+                Ok(Exit::Over(message)) => eprintln!("onnx-memsched: {}: {message}", input.display()),
+                Err(message) => eprintln!("onnx-memsched: error: {message}"),
+            }
+            result
+        })
+        .collect();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let over = results.iter().filter(|r| matches!(r, Ok(Exit::Over(_)))).count();
+    if !cli.quiet {
+        eprintln!("{} models: {} ok, {over} over budget or check, {failed} failed", results.len(), results.len() - failed - over);
+    }
+    if failed > 0 {
+        ExitCode::from(1)
+    } else if over > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Result<Exit, String> {
+    let batch = cli.out_dir.is_some();
+    let from = Location::parse(from);
+    let to = to.map(Location::parse);
     let in_name = from.display("<stdin>");
     if let Some(to) = &to {
         output::check_writable(to).map_err(|e| e.to_string())?;
@@ -184,7 +255,11 @@ fn run(cli: &Cli) -> Result<Exit, String> {
         time_limit: Duration::from_secs_f64(cli.time_limit),
     };
     let plan = plan(&file, &opts).map_err(|e| format!("{in_name}: {e}"))?;
-    if !cli.quiet {
+    if batch {
+        if !cli.quiet {
+            eprintln!("{}", report::one_line(&in_name, &plan));
+        }
+    } else if !cli.quiet {
         eprint!("{}", report::summary(&in_name, &plan));
     }
     if let Some(path) = &cli.plot {
@@ -211,12 +286,13 @@ fn run(cli: &Cli) -> Result<Exit, String> {
             }
         }
         let out_name = to.display("<stdout>");
-        if !cli.quiet {
+        if !cli.quiet && !batch {
             eprintln!("wrote {out_name}");
         }
         written = Some(out_name);
     }
     if let Some(path) = &cli.report {
+        let path = &if batch { batch_report_path(path, &from) } else { path.clone() };
         let value = report::json(&in_name, &plan, written.as_deref());
         let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())? + "\n";
         std::fs::write(path, text).map_err(|e| format!("cannot write report {}: {e}", path.display()))?;
@@ -268,6 +344,17 @@ fn verdict(cli: &Cli, plan: &onnx_memsched::Plan) -> Option<String> {
         }
     }
     None
+}
+
+/// With --out-dir each model gets its own report: `r.json` becomes
+/// `r.MODEL.json`.
+fn batch_report_path(path: &std::path::Path, from: &Location) -> PathBuf {
+    let model = match from {
+        Location::File(p) => p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default(),
+        Location::Std => "stdin".into(),
+    };
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "report".into());
+    path.with_file_name(format!("{stem}.{model}.json"))
 }
 
 fn warn_missing_data(file: &OnnxFile, from: &Location) {

@@ -89,6 +89,27 @@ pub fn summary(model_name: &str, plan: &Plan) -> String {
     s
 }
 
+/// One line per model for `--out-dir` runs.
+pub fn one_line(model_name: &str, plan: &Plan) -> String {
+    let verdict = if plan.optimal {
+        "optimal".to_string()
+    } else {
+        format!("gap {:.1}%", gap(plan.after.peak, plan.lower_bound.bytes) * 100.0)
+    };
+    let change = if plan.before.peak > 0 {
+        (plan.after.peak as f64 - plan.before.peak as f64) * 100.0 / plan.before.peak as f64
+    } else {
+        0.0
+    };
+    format!(
+        "{model_name}: {} nodes, peak {} -> {} ({change:+.1}%), {verdict}, {:.2} s",
+        plan.graph.ops.len(),
+        human_bytes(plan.before.peak),
+        human_bytes(plan.after.peak),
+        plan.seconds
+    )
+}
+
 /// The JSON report (`--report FILE.json`).
 pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json::Value {
     let g = &plan.graph;

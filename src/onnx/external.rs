@@ -3,8 +3,14 @@
 //! A tensor's `external_data` entry `location` is a path relative to the
 //! model's folder. The tool never reads weight bytes, but a rewritten model
 //! written to another folder must still find them, so [`make_reachable`]
-//! hard-links (else copies) each data file next to the output. Data files
-//! are never opened for writing.
+//! copies each data file next to the output. Data files are never opened for
+//! writing.
+//!
+//! Why a copy and not a hard link (which the design first proposed): onnx
+//! 1.23's loader and checker refuse any external data file with more than
+//! one link ("potential hardlink attack"), and onnxruntime refuses it for
+//! weights inside subgraphs. A hard link would break the output *and* the
+//! user's original model for those tools. Symbolic links are refused too.
 
 use super::pb;
 use std::collections::BTreeSet;
@@ -55,9 +61,7 @@ fn collect_graph(graph: &pb::GraphProto, out: &mut BTreeSet<String>) {
 /// What happened to one data file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataOutcome {
-    /// Hard-linked next to the output.
-    Linked(PathBuf),
-    /// Copied next to the output (hard link failed, e.g. across file systems).
+    /// Copied next to the output.
     Copied(PathBuf),
     /// The output folder already has this very file (same inode) or the
     /// output is in the input's folder.
@@ -74,8 +78,10 @@ impl DataOutcome {
     /// A one-line message for the user, or None when there is nothing to say.
     pub fn message(&self) -> Option<String> {
         match self {
-            DataOutcome::Linked(p) => Some(format!("external data: hard-linked {}", p.display())),
-            DataOutcome::Copied(p) => Some(format!("external data: copied {} (hard link not possible)", p.display())),
+            DataOutcome::Copied(p) => Some(format!(
+                "external data: copied {} (onnx refuses hard-linked data files, so it is a copy)",
+                p.display()
+            )),
             DataOutcome::AlreadyThere(_) => None,
             DataOutcome::Conflict(p) => Some(format!(
                 "warning: external data {} already exists and is a different file; left unchanged: check it holds this model's weights",
@@ -86,7 +92,7 @@ impl DataOutcome {
                 p.display()
             )),
             DataOutcome::Unsafe(l) => Some(format!(
-                "warning: external data location `{l}` is absolute or outside the model's folder; not linked"
+                "warning: external data location `{l}` is absolute or outside the model's folder; not copied"
             )),
         }
     }
@@ -112,7 +118,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Makes every data file in `locations` reachable from `out_dir` as it is
-/// from `in_dir`. Only a failure to link *and* copy an existing file is an error.
+/// from `in_dir`. Only a failure to copy an existing file is an error.
 pub fn make_reachable(locations: &[String], in_dir: &Path, out_dir: &Path) -> std::io::Result<Vec<DataOutcome>> {
     let mut outcomes = Vec::new();
     let same_dir = matches!((fs::canonicalize(in_dir), fs::canonicalize(out_dir)), (Ok(a), Ok(b)) if a == b);
@@ -138,12 +144,13 @@ pub fn make_reachable(locations: &[String], in_dir: &Path, out_dir: &Path) -> st
         if let Some(parent) = dst.parent() {
             fs::create_dir_all(parent)?;
         }
-        if fs::hard_link(&src, &dst).is_ok() {
-            outcomes.push(DataOutcome::Linked(dst));
-        } else {
-            fs::copy(&src, &dst)?;
-            outcomes.push(DataOutcome::Copied(dst));
-        }
+        // Copy to a temporary name and rename, so an interrupted copy never
+        // leaves a truncated data file under the real name.
+        let folder = dst.parent().unwrap_or(out_dir);
+        let tmp = tempfile::Builder::new().prefix(".onnx-memsched-data-").tempfile_in(folder)?;
+        fs::copy(&src, tmp.path())?;
+        tmp.persist(&dst).map_err(|e| e.error)?;
+        outcomes.push(DataOutcome::Copied(dst));
     }
     Ok(outcomes)
 }
@@ -159,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn links_missing_and_conflicts() {
+    fn copies_missing_and_conflicts() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         fs::write(a.path().join("w.data"), b"weights").unwrap();
@@ -167,14 +174,20 @@ mod tests {
         fs::write(b.path().join("x.data"), b"other").unwrap();
         let locs = vec!["w.data".to_string(), "x.data".to_string(), "gone.data".to_string()];
         let out = make_reachable(&locs, a.path(), b.path()).unwrap();
-        assert!(matches!(out[0], DataOutcome::Linked(_) | DataOutcome::Copied(_)));
+        assert!(matches!(out[0], DataOutcome::Copied(_)));
         assert_eq!(fs::read(b.path().join("w.data")).unwrap(), b"weights");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let links = fs::metadata(a.path().join("w.data")).unwrap().nlink();
+            assert_eq!(links, 1, "the original keeps a single link (onnx refuses hard-linked data)");
+        }
         assert!(matches!(out[1], DataOutcome::Conflict(_)));
         assert_eq!(fs::read(b.path().join("x.data")).unwrap(), b"other");
         assert!(matches!(out[2], DataOutcome::Missing(_)));
-        // Running again finds the link in place.
+        // Running again finds a file there and leaves it alone.
         let again = make_reachable(&locs[..1], a.path(), b.path()).unwrap();
-        assert!(matches!(again[0], DataOutcome::AlreadyThere(_) | DataOutcome::Conflict(_)));
+        assert!(matches!(again[0], DataOutcome::Conflict(_)));
         assert_eq!(fs::read(a.path().join("w.data")).unwrap(), b"weights");
     }
 }
