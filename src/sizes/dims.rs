@@ -60,7 +60,12 @@ impl Symbols {
         if !dims.is_empty() {
             let mut mentioned: HashSet<String> = HashSet::new();
             let mut seen: HashSet<&str> = HashSet::new();
-            for vi in graph.input.iter().chain(&graph.output).chain(&graph.value_info) {
+            for vi in graph
+                .input
+                .iter()
+                .chain(&graph.output)
+                .chain(&graph.value_info)
+            {
                 for p in params(vi) {
                     if !seen.insert(p) {
                         continue;
@@ -111,7 +116,8 @@ impl Symbols {
                 .map_err(|err| format!("dimension `{p}` cannot be evaluated: {err}"))?,
             None => i128::from(self.symbol(p)),
         };
-        u64::try_from(value).map_err(|_| format!("dimension `{p}` evaluates to {value}, which is negative"))
+        u64::try_from(value)
+            .map_err(|_| format!("dimension `{p}` evaluates to {value}, which is negative"))
     }
 
     /// Records an assumption that is not about a symbol.
@@ -138,11 +144,21 @@ impl Symbols {
                         unique.push(x);
                     }
                 }
+                let value = |x: &str| if x == "N" { "VALUE" } else { "N" };
                 if unique.is_empty() {
-                    format!("symbol `{s}` unbound: assumed 1 (bind it with --dim {s}=N)")
+                    format!(
+                        "symbol `{s}` unbound: assumed 1 (bind it with --dim {s}={})",
+                        value(s)
+                    )
                 } else {
-                    let flags: Vec<String> = unique.iter().map(|x| format!("--dim {x}=N")).collect();
-                    format!("dimension `{s}` unbound: assumed 1 (bind it with {})", flags.join(" "))
+                    let flags: Vec<String> = unique
+                        .iter()
+                        .map(|x| format!("--dim {x}={}", value(x)))
+                        .collect();
+                    format!(
+                        "dimension `{s}` unbound: assumed 1 (bind it with {})",
+                        flags.join(" ")
+                    )
                 }
             })
             .collect();
@@ -157,7 +173,10 @@ impl Symbols {
         let tt = tensor_type(vi)?;
         let elem = tt.elem_type();
         if dtype::elem_bits(elem).is_none() {
-            return Err(format!("its element type {} has no fixed size", dtype::elem_name(elem)));
+            return Err(format!(
+                "its element type {} has no fixed size",
+                dtype::elem_name(elem)
+            ));
         }
         let shape = tt.shape.as_ref().ok_or("its value_info has no shape")?;
         let mut dims = Vec::with_capacity(shape.dim.len());
@@ -188,7 +207,10 @@ impl Symbols {
         if let Some(shape) = override_shape {
             return Ok((elem, shape.to_vec()));
         }
-        let shape = tt.shape.as_ref().ok_or("its shape is not declared (not even its rank)")?;
+        let shape = tt
+            .shape
+            .as_ref()
+            .ok_or("its shape is not declared (not even its rank)")?;
         let mut dims = Vec::with_capacity(shape.dim.len());
         for (axis, d) in shape.dim.iter().enumerate() {
             dims.push(match &d.value {

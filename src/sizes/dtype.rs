@@ -119,8 +119,19 @@ pub fn tract_supports(elem_type: i32) -> bool {
     use code::*;
     matches!(
         elem_type,
-        FLOAT | UINT8 | INT8 | UINT16 | INT16 | INT32 | INT64 | STRING | BOOL | FLOAT16 | DOUBLE
-            | UINT32 | UINT64
+        FLOAT
+            | UINT8
+            | INT8
+            | UINT16
+            | INT16
+            | INT32
+            | INT64
+            | STRING
+            | BOOL
+            | FLOAT16
+            | DOUBLE
+            | UINT32
+            | UINT64
     )
 }
 
@@ -130,9 +141,20 @@ pub fn is_float(elem_type: i32) -> bool {
     use code::*;
     matches!(
         elem_type,
-        FLOAT | FLOAT16 | DOUBLE | BFLOAT16 | COMPLEX64 | COMPLEX128 | FLOAT8E4M3FN
-            | FLOAT8E4M3FNUZ | FLOAT8E5M2 | FLOAT8E5M2FNUZ | FLOAT4E2M1 | FLOAT8E8M0
-            | FLOAT6E2M3 | FLOAT6E3M2
+        FLOAT
+            | FLOAT16
+            | DOUBLE
+            | BFLOAT16
+            | COMPLEX64
+            | COMPLEX128
+            | FLOAT8E4M3FN
+            | FLOAT8E4M3FNUZ
+            | FLOAT8E5M2
+            | FLOAT8E5M2FNUZ
+            | FLOAT4E2M1
+            | FLOAT8E8M0
+            | FLOAT6E2M3
+            | FLOAT6E3M2
     )
 }
 

@@ -112,9 +112,8 @@ pub struct Ratio {
     den: i128,
 }
 
-fn gcd(mut a: i128, mut b: i128) -> i128 {
-    a = a.abs();
-    b = b.abs();
+fn gcd(a: i128, b: i128) -> u128 {
+    let (mut a, mut b) = (a.unsigned_abs(), b.unsigned_abs());
     while b != 0 {
         let t = a % b;
         a = b;
@@ -133,7 +132,7 @@ impl Ratio {
         if den == 0 {
             return Err(ExprError::DivisionByZero);
         }
-        let g = gcd(num, den).max(1);
+        let g = i128::try_from(gcd(num, den).max(1)).map_err(|_| ExprError::Overflow)?;
         let (mut n, mut d) = (num / g, den / g);
         if d < 0 {
             n = n.checked_neg().ok_or(ExprError::Overflow)?;
@@ -158,7 +157,10 @@ impl Ratio {
     }
 
     fn neg(self) -> Result<Ratio, ExprError> {
-        Ok(Ratio { num: self.num.checked_neg().ok_or(ExprError::Overflow)?, den: self.den })
+        Ok(Ratio {
+            num: self.num.checked_neg().ok_or(ExprError::Overflow)?,
+            den: self.den,
+        })
     }
 
     fn mul(self, o: Ratio) -> Result<Ratio, ExprError> {
@@ -190,7 +192,9 @@ impl Ratio {
     }
 
     fn pow(self, e: Ratio) -> Result<Ratio, ExprError> {
-        let e = e.as_int().ok_or_else(|| ExprError::NotInteger(format!("exponent {e}")))?;
+        let e = e
+            .as_int()
+            .ok_or_else(|| ExprError::NotInteger(format!("exponent {e}")))?;
         let abs = u32::try_from(e.unsigned_abs()).map_err(|_| ExprError::Overflow)?;
         let n = self.num.checked_pow(abs).ok_or(ExprError::Overflow)?;
         let d = self.den.checked_pow(abs).ok_or(ExprError::Overflow)?;
@@ -233,9 +237,14 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, ExprError> {
                 i += 1;
             }
             if i < b.len() && (b[i].is_ascii_alphabetic() || b[i] == b'_') {
-                return Err(ExprError::Syntax(format!("`{}` is not a number", &s[start..=i])));
+                return Err(ExprError::Syntax(format!(
+                    "`{}` is not a number",
+                    &s[start..=i]
+                )));
             }
-            let v = s[start..i].parse::<i128>().map_err(|_| ExprError::Overflow)?;
+            let v = s[start..i]
+                .parse::<i128>()
+                .map_err(|_| ExprError::Overflow)?;
             out.push(Tok::Int(v));
         } else if c.is_ascii_alphabetic() || c == b'_' {
             let start = i;
@@ -382,7 +391,9 @@ impl Parser {
                     args.push(self.expr()?);
                 }
                 if !self.eat_op(")") {
-                    return Err(ExprError::Syntax(format!("`)` expected after the arguments of `{name}`")));
+                    return Err(ExprError::Syntax(format!(
+                        "`)` expected after the arguments of `{name}`"
+                    )));
                 }
                 let arity_ok = match func {
                     Func::Floor | Func::Ceil | Func::Abs => args.len() == 1,
@@ -390,7 +401,9 @@ impl Parser {
                     Func::Max | Func::Min => !args.is_empty(),
                 };
                 if !arity_ok {
-                    return Err(ExprError::Syntax(format!("wrong number of arguments to `{name}`")));
+                    return Err(ExprError::Syntax(format!(
+                        "wrong number of arguments to `{name}`"
+                    )));
                 }
                 Ok(Expr::Call(func, args))
             }
@@ -414,10 +427,16 @@ pub fn parse(s: &str) -> Result<Expr, ExprError> {
     if toks.is_empty() {
         return Err(ExprError::Syntax("empty".into()));
     }
-    let mut p = Parser { toks, pos: 0, depth: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let e = p.expr()?;
     if p.pos != p.toks.len() {
-        return Err(ExprError::Syntax(format!("unexpected trailing input in `{s}`")));
+        return Err(ExprError::Syntax(format!(
+            "unexpected trailing input in `{s}`"
+        )));
     }
     Ok(e)
 }
@@ -461,9 +480,14 @@ impl Expr {
                 }
             }
             Expr::Call(f, args) => {
-                let vals = args.iter().map(|a| a.eval(env)).collect::<Result<Vec<_>, _>>()?;
+                let vals = args
+                    .iter()
+                    .map(|a| a.eval(env))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let arg = |i: usize| {
-                    vals.get(i).copied().ok_or_else(|| ExprError::Syntax(format!("missing argument to {f:?}")))
+                    vals.get(i)
+                        .copied()
+                        .ok_or_else(|| ExprError::Syntax(format!("missing argument to {f:?}")))
                 };
                 match f {
                     Func::Floor => arg(0)?.floor(),
@@ -480,7 +504,11 @@ impl Expr {
                         let mut best = arg(0)?;
                         for &v in vals.iter().skip(1) {
                             let ord = v.cmp_value(best)?;
-                            let better = if *f == Func::Max { ord.is_gt() } else { ord.is_lt() };
+                            let better = if *f == Func::Max {
+                                ord.is_gt()
+                            } else {
+                                ord.is_lt()
+                            };
                             if better {
                                 best = v;
                             }
@@ -501,7 +529,8 @@ impl Expr {
     /// The value, which must be an integer.
     pub fn eval_int(&self, env: &mut dyn FnMut(&str) -> i64) -> Result<i128, ExprError> {
         let v = self.eval(env)?;
-        v.as_int().ok_or_else(|| ExprError::NotInteger(v.to_string()))
+        v.as_int()
+            .ok_or_else(|| ExprError::NotInteger(v.to_string()))
     }
 }
 
@@ -511,7 +540,10 @@ mod tests {
 
     fn ev(s: &str, vars: &[(&str, i64)]) -> Result<i128, ExprError> {
         parse(s)?.eval_int(&mut |name| {
-            vars.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).unwrap_or(1)
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+                .unwrap_or(1)
         })
     }
 
@@ -556,15 +588,45 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(ev("batch/2", &[("batch", 3)]), Err(ExprError::NotInteger("3/2".into())));
+        assert_eq!(
+            ev("batch/2", &[("batch", 3)]),
+            Err(ExprError::NotInteger("3/2".into()))
+        );
         assert_eq!(ev("1/0", &[]), Err(ExprError::DivisionByZero));
         assert_eq!(ev("1//0", &[]), Err(ExprError::DivisionByZero));
         assert_eq!(ev("5 % 0", &[]), Err(ExprError::DivisionByZero));
-        assert_eq!(ev("99999999999999999999 ** 9", &[]), Err(ExprError::Overflow));
-        assert_eq!(ev("999999999999999999999999999999999999999999", &[]), Err(ExprError::Overflow));
-        for bad in ["", "(", "1 +", "a b", "f(1)", "max()", "floor(1, 2)", "1 ) ", "3x", "a$b", "((((1)"] {
-            assert!(matches!(parse(bad), Err(ExprError::Syntax(_))), "{bad:?} should not parse");
+        assert_eq!(
+            ev("99999999999999999999 ** 9", &[]),
+            Err(ExprError::Overflow)
+        );
+        assert_eq!(
+            ev("999999999999999999999999999999999999999999", &[]),
+            Err(ExprError::Overflow)
+        );
+        for bad in [
+            "",
+            "(",
+            "1 +",
+            "a b",
+            "f(1)",
+            "max()",
+            "floor(1, 2)",
+            "1 ) ",
+            "3x",
+            "a$b",
+            "((((1)",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(ExprError::Syntax(_))),
+                "{bad:?} should not parse"
+            );
         }
+        // i128::MIN appears without a panic anywhere
+        let min = "(-85070591730234615865843651857942052864 * 2)";
+        assert!(ev(&format!("{min} / {min}"), &[]).is_err());
+        assert!(ev(&format!("{min} // 3"), &[]).is_ok());
+        assert!(ev(&format!("abs({min})"), &[]).is_err());
+        assert!(ev(&format!("-{min}"), &[]).is_err());
         let deep = "(".repeat(10_000) + "1" + &")".repeat(10_000);
         assert!(parse(&deep).is_err());
     }

@@ -11,10 +11,11 @@
 //!    see [`Sizes::assumptions`]) and its shape replaced by `--input-shape`
 //!    when given. Derived dimensions such as `128*batch` or `(batch+1)//2`
 //!    are evaluated (module `expr`).
-//! 2. **Weights** never set the tool's time and are never read: large float
-//!    initializers and any stored as external data reach tract as typed graph
-//!    inputs (dtype and dims, no bytes), small and integer ones stay constants
-//!    because shape computations read their values (module `prepare`).
+//! 2. **Weights** never set the tool's time and are never read: float
+//!    initializers over 1 KiB, integer ones over 64 KiB and any stored as
+//!    external data reach tract as typed graph inputs (dtype and dims, no
+//!    bytes); small ones stay constants because shape computations read
+//!    their values (module `prepare`).
 //!    Initializers and `Constant` outputs are sized from their own dims
 //!    ([`SizeSource::Declared`]); they are weights, reported apart.
 //! 3. **tract** (`tract_onnx::onnx()`, file value_info ignored) parses the
@@ -22,8 +23,8 @@
 //!    `outlets_by_name`. Ops tract lacks (custom domains, `Loop`, unknown
 //!    types) and nodes whose tract builder fails are left out of tract's
 //!    model (their outputs become unknown sources), so one unsupported node
-//!    never stops the rest. tract's `TDim` (the type
-//!    of `Shape` outputs) counts as INT64.
+//!    never stops the rest. tract's `TDim` (the type of `Shape` outputs)
+//!    counts as INT64.
 //! 4. **value_info fallback.** Where tract has no concrete fact, the file's
 //!    `value_info` / graph `output` type is used ([`SizeSource::ValueInfo`]),
 //!    with its `dim_param`s evaluated as for inputs, and it is also handed to
@@ -33,7 +34,8 @@
 //!    node that writes it, and the flags that fix it.
 //!
 //! Sizes are elements times element size; sub-byte types are packed
-//! ([`elem_bytes`]). Alignment and allocator overheads are not counted.
+//! ([`elem_bytes`]). Strings have no fixed size and count 0 bytes (said in
+//! the assumptions). Alignment and allocator overheads are not counted.
 
 mod dims;
 mod dtype;
@@ -107,7 +109,9 @@ pub enum SizeError {
     #[error("the model has no graph")]
     NoGraph,
     /// `--input-shape` names no graph input.
-    #[error("--input-shape {name}=...: the model has no input `{name}`; its inputs are: {available}")]
+    #[error(
+        "--input-shape {name}=...: the model has no input `{name}`; its inputs are: {available}"
+    )]
     UnknownInput {
         /// The name given.
         name: String,
@@ -166,22 +170,44 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
     let graph = model.graph.as_ref().ok_or(SizeError::NoGraph)?;
     for (name, value) in &opts.dims {
         if *value < 0 {
-            return Err(SizeError::NegativeDim { name: name.clone(), value: *value });
+            return Err(SizeError::NegativeDim {
+                name: name.clone(),
+                value: *value,
+            });
         }
     }
     let init_names: HashSet<&str> = graph
         .initializer
         .iter()
         .map(|t| t.name())
-        .chain(graph.sparse_initializer.iter().filter_map(|s| s.values.as_ref()).map(|t| t.name()))
+        .chain(
+            graph
+                .sparse_initializer
+                .iter()
+                .filter_map(|s| s.values.as_ref())
+                .map(|t| t.name()),
+        )
         .collect();
-    let real_inputs: Vec<&pb::ValueInfoProto> =
-        graph.input.iter().filter(|vi| !init_names.contains(vi.name())).collect();
+    let real_inputs: Vec<&pb::ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|vi| !init_names.contains(vi.name()))
+        .collect();
     for (name, _) in &opts.input_shapes {
         if !real_inputs.iter().any(|vi| vi.name() == name) {
-            let available: Vec<String> = real_inputs.iter().map(|vi| format!("`{}`", vi.name())).collect();
-            let available = if available.is_empty() { "(none)".to_string() } else { available.join(", ") };
-            return Err(SizeError::UnknownInput { name: name.clone(), available });
+            let available: Vec<String> = real_inputs
+                .iter()
+                .map(|vi| format!("`{}`", vi.name()))
+                .collect();
+            let available = if available.is_empty() {
+                "(none)".to_string()
+            } else {
+                available.join(", ")
+            };
+            return Err(SizeError::UnknownInput {
+                name: name.clone(),
+                available,
+            });
         }
     }
 
@@ -192,11 +218,31 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
     let mut inputs: HashMap<String, (i32, Vec<u64>)> = HashMap::new();
     for vi in &real_inputs {
         let name = vi.name();
-        let over = opts.input_shapes.iter().rev().find(|(n, _)| n == name).map(|(_, s)| s.as_slice());
-        let (elem, shape) =
-            syms.graph_input(vi, over).map_err(|reason| SizeError::BadInput { name: name.into(), reason })?;
-        let bytes = sized(elem, &shape).map_err(|reason| SizeError::BadInput { name: name.into(), reason })?;
-        tensors.insert(name.to_string(), TensorSize { elem_type: elem, shape: shape.clone(), bytes, source: SizeSource::Declared });
+        let over = opts
+            .input_shapes
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.as_slice());
+        let (elem, shape) = syms
+            .graph_input(vi, over)
+            .map_err(|reason| SizeError::BadInput {
+                name: name.into(),
+                reason,
+            })?;
+        let bytes = sized(elem, &shape).map_err(|reason| SizeError::BadInput {
+            name: name.into(),
+            reason,
+        })?;
+        tensors.insert(
+            name.to_string(),
+            TensorSize {
+                elem_type: elem,
+                shape: shape.clone(),
+                bytes,
+                source: SizeSource::Declared,
+            },
+        );
         inputs.insert(name.to_string(), (elem, shape));
     }
 
@@ -204,7 +250,15 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
     let mut declare = |name: &str, elem: i32, dims: &[i64]| {
         if let Some(shape) = prepare::tensor_dims(dims) {
             if let Ok(bytes) = sized(elem, &shape) {
-                tensors.insert(name.to_string(), TensorSize { elem_type: elem, shape, bytes, source: SizeSource::Declared });
+                tensors.insert(
+                    name.to_string(),
+                    TensorSize {
+                        elem_type: elem,
+                        shape,
+                        bytes,
+                        source: SizeSource::Declared,
+                    },
+                );
             }
         }
     };
@@ -218,8 +272,15 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
     }
     let mut constant_outputs: HashSet<&str> = HashSet::new();
     for node in graph.node.iter().filter(|n| prepare::is_constant(n)) {
-        constant_outputs.extend(node.output.iter().filter(|o| !o.is_empty()).map(String::as_str));
-        if let (Some(out), Some((elem, dims, _))) = (node.output.first(), prepare::constant_value(node)) {
+        constant_outputs.extend(
+            node.output
+                .iter()
+                .filter(|o| !o.is_empty())
+                .map(String::as_str),
+        );
+        if let (Some(out), Some((elem, dims, _))) =
+            (node.output.first(), prepare::constant_value(node))
+        {
             if !out.is_empty() {
                 declare(out, elem, &dims);
             }
@@ -239,13 +300,23 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
 
     // 4. value_info, first tensor-typed entry per name.
     let mut vinfo: HashMap<&str, &pb::ValueInfoProto> = HashMap::new();
-    for vi in graph.input.iter().chain(&graph.value_info).chain(&graph.output) {
+    for vi in graph
+        .input
+        .iter()
+        .chain(&graph.value_info)
+        .chain(&graph.output)
+    {
         let is_tensor = matches!(
             vi.r#type.as_ref().and_then(|t| t.value.as_ref()),
             Some(pb::type_proto::Value::TensorType(_))
         );
         let slot = vinfo.entry(vi.name()).or_insert(vi);
-        if is_tensor && !matches!(slot.r#type.as_ref().and_then(|t| t.value.as_ref()), Some(pb::type_proto::Value::TensorType(_))) {
+        if is_tensor
+            && !matches!(
+                slot.r#type.as_ref().and_then(|t| t.value.as_ref()),
+                Some(pb::type_proto::Value::TensorType(_))
+            )
+        {
             *slot = vi;
         }
     }
@@ -278,7 +349,12 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
                             || a.fact(i).is_some_and(|f| f.shape.is_some())
                     });
                 if last || at_front {
-                    todo.extend(node.output.iter().map(String::as_str).filter(|o| unknown(o)));
+                    todo.extend(
+                        node.output
+                            .iter()
+                            .map(String::as_str)
+                            .filter(|o| unknown(o)),
+                    );
                 }
             }
             let mut injected = 0;
@@ -296,7 +372,11 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
             if last {
                 break;
             }
-            round = if injected > 0 { round + 1 } else { MAX_INJECTION_ROUNDS };
+            round = if injected > 0 {
+                round + 1
+            } else {
+                MAX_INJECTION_ROUNDS
+            };
         }
     }
 
@@ -312,7 +392,15 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
             if !from_value_info.contains(out.as_str()) {
                 if let Some((elem, shape)) = concrete(fact.as_ref()) {
                     if let Ok(bytes) = sized(elem, &shape) {
-                        tensors.insert(out.clone(), TensorSize { elem_type: elem, shape, bytes, source: SizeSource::Tract });
+                        tensors.insert(
+                            out.clone(),
+                            TensorSize {
+                                elem_type: elem,
+                                shape,
+                                bytes,
+                                source: SizeSource::Tract,
+                            },
+                        );
                         continue;
                     }
                 }
@@ -326,7 +414,15 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
             match from_file {
                 Ok((elem_type, shape, bytes)) => {
                     fallback.push((out.as_str(), ix));
-                    tensors.insert(out.clone(), TensorSize { elem_type, shape, bytes, source: SizeSource::ValueInfo });
+                    tensors.insert(
+                        out.clone(),
+                        TensorSize {
+                            elem_type,
+                            shape,
+                            bytes,
+                            source: SizeSource::ValueInfo,
+                        },
+                    );
                 }
                 Err(file_reason) => {
                     if constant_outputs.contains(out.as_str()) {
@@ -336,7 +432,9 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
                         format!("tract cannot infer it ({why})")
                     } else if let Some((elem, shape)) = concrete(fact.as_ref()) {
                         match sized(elem, &shape) {
-                            Err(e) => format!("tract infers {} {shape:?}, but {e}", elem_name(elem)),
+                            Err(e) => {
+                                format!("tract infers {} {shape:?}, but {e}", elem_name(elem))
+                            }
                             Ok(_) => "tract cannot infer it".to_string(),
                         }
                     } else if let Some(failure) = &loaded.failure {
@@ -364,6 +462,23 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
     }
 
     let mut assumptions = syms.assumptions();
+    let mut strings: Vec<&str> = tensors
+        .iter()
+        .filter(|(n, t)| {
+            t.elem_type == dtype::code::STRING
+                && !init_names.contains(n.as_str())
+                && !constant_outputs.contains(n.as_str())
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    strings.sort_unstable();
+    if let Some(first) = strings.first() {
+        assumptions.push(format!(
+            "{} string tensor{} counted as 0 bytes, strings having no fixed size (first: `{first}`)",
+            strings.len(),
+            if strings.len() == 1 { "" } else { "s" },
+        ));
+    }
     if let Some(&(name, ix)) = fallback.first() {
         let n = fallback.len();
         let node = &graph.node[ix];
@@ -380,7 +495,10 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
             node.name(),
         ));
     }
-    Ok(Sizes { tensors, assumptions })
+    Ok(Sizes {
+        tensors,
+        assumptions,
+    })
 }
 
 /// A node's op type for messages, with its domain if it is not a standard one.
@@ -398,10 +516,19 @@ fn concrete(fact: Option<&tract::Fact>) -> Option<(i32, Vec<u64>)> {
     Some((f.elem_type?, f.shape.clone()?))
 }
 
-/// Bytes of a tensor of this type, or why it has no size.
+/// Bytes of a tensor of this type, or why it has no size. Strings have no
+/// fixed size: they count 0 bytes, and [`infer`] says so in its assumptions.
 fn sized(elem: i32, shape: &[u64]) -> Result<u64, String> {
+    if elem == dtype::code::STRING {
+        return count(shape)
+            .map(|_| 0)
+            .ok_or_else(|| format!("its size {shape:?} overflows 64 bits"));
+    }
     if elem_bits(elem).is_none() {
-        return Err(format!("its element type {} has no fixed size", elem_name(elem)));
+        return Err(format!(
+            "its element type {} has no fixed size",
+            elem_name(elem)
+        ));
     }
     count(shape)
         .and_then(|n| elem_bytes(elem, n))

@@ -6,12 +6,17 @@
 //! [`INLINE_LIMIT`], or stored as external data (of any type), becomes a
 //! *typed graph input* with its dtype and dims: tract learns everything it
 //! needs and no weight byte is copied or read. External data is never opened
-//! (the `.data` files may be absent). Small and integer initializers stay
-//! constants because shape computations (`Reshape` targets, `Slice` starts,
-//! `Tile` repeats...) read their values. Large `Constant` nodes are treated the
-//! same way, and weights inside subgraphs (`If`/`Scan` bodies) are hoisted to
+//! (the `.data` files may be absent). Small float and integer initializers
+//! stay constants because shape computations (`Reshape` targets, `Slice`
+//! starts, `Tile` repeats, `Resize` scales...) read their values; integer
+//! ones larger than [`INT_INLINE_LIMIT`] (quantized weights) become typed
+//! inputs too, since no shape vector is that long. Large `Constant` nodes are
+//! treated the same way (the node is replaced by a typed input named as its
+//! output), and weights inside subgraphs (`If`/`Scan` bodies) are hoisted to
 //! the top level as typed inputs when their name is unique in the model (the
-//! body then reads them from the outer scope, which tract wires as a closure).
+//! body then reads them from the outer scope, which tract wires as a
+//! closure); a node whose subgraph holds external data that cannot be
+//! hoisted is left out (below).
 //!
 //! What tract cannot load is hidden from it: tensors of types tract lacks
 //! (bfloat16, float8, 4-bit, complex) are left undefined, so tract sees an
@@ -36,6 +41,10 @@ use crate::onnx::pb;
 /// Floating-point initializers larger than this many bytes are given to tract
 /// as typed inputs instead of constants.
 pub(crate) const INLINE_LIMIT: u64 = 1024;
+
+/// Integer (and bool) initializers larger than this many bytes are given to
+/// tract as typed inputs: they are weights, not shapes (8192 int64 values).
+pub(crate) const INT_INLINE_LIMIT: u64 = 64 * 1024;
 
 /// The model to give tract, and how its nodes relate to the user's.
 pub(crate) struct Prepared {
@@ -73,11 +82,14 @@ fn as_typed_input(t: &pb::TensorProto) -> bool {
         return true;
     }
     let dt = t.data_type();
-    if !dtype::is_float(dt) {
-        return false;
-    }
+    let limit = if dtype::is_float(dt) {
+        INLINE_LIMIT
+    } else {
+        INT_INLINE_LIMIT
+    };
     let n = tensor_dims(&t.dims).and_then(|d| super::dims::count(&d));
-    n.and_then(|n| dtype::elem_bytes(dt, n)).map_or(true, |b| b > INLINE_LIMIT)
+    n.and_then(|n| dtype::elem_bytes(dt, n))
+        .map_or(true, |b| b > limit)
 }
 
 /// A value_info with a fully concrete tensor type.
@@ -85,7 +97,10 @@ pub(crate) fn typed_value_info(name: &str, elem_type: i32, dims: &[u64]) -> pb::
     use pb::tensor_shape_proto::{dimension::Value as Dim, Dimension};
     let dim = dims
         .iter()
-        .map(|&d| Dimension { value: Some(Dim::DimValue(d as i64)), denotation: None })
+        .map(|&d| Dimension {
+            value: Some(Dim::DimValue(d as i64)),
+            denotation: None,
+        })
         .collect();
     pb::ValueInfoProto {
         name: Some(name.to_string()),
@@ -115,9 +130,17 @@ fn count_definitions(graph: &pb::GraphProto, counts: &mut HashMap<String, u32>) 
         }
     }
     let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
-    graph.input.iter().filter(|i| !inits.contains(i.name())).for_each(|i| add(counts, i.name()));
+    graph
+        .input
+        .iter()
+        .filter(|i| !inits.contains(i.name()))
+        .for_each(|i| add(counts, i.name()));
     graph.initializer.iter().for_each(|t| add(counts, t.name()));
-    graph.sparse_initializer.iter().filter_map(|s| s.values.as_ref()).for_each(|t| add(counts, t.name()));
+    graph
+        .sparse_initializer
+        .iter()
+        .filter_map(|s| s.values.as_ref())
+        .for_each(|t| add(counts, t.name()));
     for node in &graph.node {
         node.output.iter().for_each(|o| add(counts, o));
         for a in &node.attribute {
@@ -163,7 +186,10 @@ impl Hoist<'_> {
                     continue;
                 }
                 if is_external(&t) {
-                    return Err(format!("its subgraph weight `{}` is external data and its name is not unique", t.name()));
+                    return Err(format!(
+                        "its subgraph weight `{}` is external data and its name is not unique",
+                        t.name()
+                    ));
                 }
             }
             g.initializer.push(t);
@@ -199,8 +225,14 @@ pub(crate) fn constant_value(node: &pb::NodeProto) -> Option<(i32, Vec<i64>, boo
     let attr = node.attribute.iter().find(|a| {
         matches!(
             a.name(),
-            "value" | "sparse_value" | "value_float" | "value_floats" | "value_int" | "value_ints"
-                | "value_string" | "value_strings"
+            "value"
+                | "sparse_value"
+                | "value_float"
+                | "value_floats"
+                | "value_int"
+                | "value_ints"
+                | "value_string"
+                | "value_strings"
         )
     })?;
     Some(match attr.name() {
@@ -233,14 +265,23 @@ pub(crate) fn prepare(
     hide: &HashMap<usize, String>,
     registered: &dyn Fn(&str) -> bool,
 ) -> Result<Prepared, String> {
-    let mut g = pb::GraphProto { name: graph.name.clone(), ..Default::default() };
+    let mut g = pb::GraphProto {
+        name: graph.name.clone(),
+        ..Default::default()
+    };
     let mut defined: HashSet<String> = HashSet::new();
 
     let init_names: HashSet<&str> = graph
         .initializer
         .iter()
         .map(|t| t.name())
-        .chain(graph.sparse_initializer.iter().filter_map(|s| s.values.as_ref()).map(|t| t.name()))
+        .chain(
+            graph
+                .sparse_initializer
+                .iter()
+                .filter_map(|s| s.values.as_ref())
+                .map(|t| t.name()),
+        )
         .collect();
     for vi in &graph.input {
         if init_names.contains(vi.name()) {
@@ -276,14 +317,21 @@ pub(crate) fn prepare(
         }
     }
 
-    let mut hoist = Hoist { root: graph, counts: None, inputs: Vec::new() };
+    let mut hoist = Hoist {
+        root: graph,
+        counts: None,
+        inputs: Vec::new(),
+    };
     let mut node_map = Vec::with_capacity(graph.node.len());
     let mut hidden = Vec::new();
     for (i, node) in graph.node.iter().enumerate() {
         let reason = if let Some(r) = hide.get(&i) {
             Some(r.clone())
         } else if !standard_domain(node) {
-            Some(format!("tract does not know ops of domain `{}`", node.domain()))
+            Some(format!(
+                "tract does not know ops of domain `{}`",
+                node.domain()
+            ))
         } else if !registered(node.op_type()) {
             Some(format!("tract-onnx has no {} op", node.op_type()))
         } else {
@@ -308,7 +356,11 @@ pub(crate) fn prepare(
                 Some((dt, _, false)) if !dtype::tract_supports(dt) => continue,
                 _ => node.clone(),
             }
-        } else if node.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty()) {
+        } else if node
+            .attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
+        {
             let mut n = node.clone();
             let mut res = Ok(());
             for a in &mut n.attribute {
@@ -341,7 +393,10 @@ pub(crate) fn prepare(
     // defined ones, by name (their declared types are not used).
     for o in &graph.output {
         if defined.contains(o.name()) {
-            g.output.push(pb::ValueInfoProto { name: o.name.clone(), ..Default::default() });
+            g.output.push(pb::ValueInfoProto {
+                name: o.name.clone(),
+                ..Default::default()
+            });
         }
     }
 
@@ -354,5 +409,9 @@ pub(crate) fn prepare(
     let bytes = ours.encode_to_vec();
     let model = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
         .map_err(|e| format!("re-encoding the model for tract failed: {e}"))?;
-    Ok(Prepared { model, node_map, hidden })
+    Ok(Prepared {
+        model,
+        node_map,
+        hidden,
+    })
 }

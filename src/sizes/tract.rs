@@ -56,7 +56,9 @@ pub(crate) struct Loaded {
 /// decides where it is trusted) and no external data is ever read (the model
 /// is parsed without a directory, so tract errors instead of opening files).
 pub(crate) fn framework() -> Onnx {
-    tract_onnx::onnx().with_ignore_value_info(true).with_ignore_output_shapes(true)
+    tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .with_ignore_output_shapes(true)
 }
 
 fn shorten(mut s: String) -> String {
@@ -137,16 +139,32 @@ pub(crate) fn load(
     let mut last_error = String::new();
     let mut hidden = Vec::new();
     for _ in 0..LOAD_ATTEMPTS {
-        let Prepared { model: proto, node_map, hidden: h } =
-            match prepare(model, graph, inputs, &hide, &registered) {
-                Ok(p) => p,
-                Err(e) => return Loaded { model: None, hidden, failure: Some(e) },
-            };
+        let Prepared {
+            model: proto,
+            node_map,
+            hidden: h,
+        } = match prepare(model, graph, inputs, &hide, &registered) {
+            Ok(p) => p,
+            Err(e) => {
+                return Loaded {
+                    model: None,
+                    hidden,
+                    failure: Some(e),
+                }
+            }
+        };
         hidden = h;
         match parse(&onnx, &proto) {
             Ok(r) => {
-                let analysed = Analysed { model: r.model, outlets: r.outlets_by_name };
-                return Loaded { model: Some(analysed), hidden, failure: None };
+                let analysed = Analysed {
+                    model: r.model,
+                    outlets: r.outlets_by_name,
+                };
+                return Loaded {
+                    model: Some(analysed),
+                    hidden,
+                    failure: None,
+                };
             }
             Err(e) => {
                 last_error = e;
@@ -162,7 +180,11 @@ pub(crate) fn load(
             }
         }
     }
-    Loaded { model: None, hidden, failure: Some(last_error) }
+    Loaded {
+        model: None,
+        hidden,
+        failure: Some(last_error),
+    }
 }
 
 impl Analysed {
@@ -199,7 +221,11 @@ impl Analysed {
         let Some(&outlet) = self.outlets.get(name) else {
             return false;
         };
-        let Ok(dims) = dims.iter().map(|&d| usize::try_from(d)).collect::<Result<TVec<usize>, _>>() else {
+        let Ok(dims) = dims
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<TVec<usize>, _>>()
+        else {
             return false;
         };
         let mut fact = InferenceFact::shape(dims);
