@@ -7,7 +7,8 @@ use onnx_memsched::onnx::OnnxFile;
 use onnx_memsched::output::{self, Location};
 use onnx_memsched::schedule::Scheduler;
 use onnx_memsched::sizes::SizeOptions;
-use onnx_memsched::{plan, plot, report, PlanOptions};
+use onnx_memsched::plan::{plan_with_progress, Target};
+use onnx_memsched::{plot, report, PlanOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -50,9 +51,13 @@ struct Cli {
     /// the others (exit 1 at the end if any failed).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
-    /// How to choose the order.
-    #[arg(long, default_value = "input", value_parser = scheduler_names())]
+    /// How to choose the order. `auto` proves optimality where it can; the
+    /// others are single methods, for comparison.
+    #[arg(long, default_value = "auto", value_parser = scheduler_names())]
     scheduler: String,
+    /// The runtime the written order is for.
+    #[arg(long, default_value = "file-order", value_parser = target_names())]
+    target: String,
     /// Measure and report without writing a model.
     #[arg(long)]
     dry_run: bool,
@@ -106,6 +111,18 @@ fn scheduler_names() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(
         Scheduler::ALL.iter().map(|(_, name, help)| clap::builder::PossibleValue::new(*name).help(*help)),
     )
+}
+
+fn target_names() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    clap::builder::PossibleValuesParser::new([
+        PossibleValue::new("file-order").help(
+            "runtimes that execute nodes in file order: onnxruntime with PRIORITY_BASED order, onnx2c, onnx-mlir, TensorRT's parser",
+        ),
+        PossibleValue::new("ort-default").help(
+            "onnxruntime with default settings, whose reverse depth-first order file order only steers: choose the best schedule it can reach and the file order that makes it run it",
+        ),
+    ])
 }
 
 fn parse_dim(s: &str) -> Result<(String, i64), String> {
@@ -248,13 +265,23 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
     let file = OnnxFile::parse(bytes).map_err(|e| format!("{in_name}: {e}"))?;
     warn_missing_data(&file, &from);
     let scheduler = Scheduler::from_name(&cli.scheduler).ok_or_else(|| format!("unknown scheduler {}", cli.scheduler))?;
+    let target = if cli.target == "ort-default" { Target::OrtDefault } else { Target::FileOrder };
     let opts = PlanOptions {
         scheduler,
+        target,
         memory: MemoryOptions { inputs_live_whole_run: cli.inputs_live_whole_run, inplace: cli.inplace },
         sizes: SizeOptions { dims: cli.dims.clone(), input_shapes: cli.input_shapes.clone() },
         time_limit: Duration::from_secs_f64(cli.time_limit),
     };
-    let plan = plan(&file, &opts).map_err(|e| format!("{in_name}: {e}"))?;
+    let started = std::time::Instant::now();
+    let show_progress = !cli.quiet && !batch;
+    let progress = |line: &str| {
+        // Quick runs stay quiet; anything slower than a second says what it does.
+        if show_progress && started.elapsed().as_secs_f64() > 1.0 {
+            eprintln!("  ... {:>6.1} s  {line}", started.elapsed().as_secs_f64());
+        }
+    };
+    let plan = plan_with_progress(&file, &opts, Some(&progress)).map_err(|e| format!("{in_name}: {e}"))?;
     if batch {
         if !cli.quiet {
             eprintln!("{}", report::one_line(&in_name, &plan));
@@ -270,7 +297,7 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
     let verdict = verdict(cli, &plan);
     let mut written = None;
     if let (Some(to), None) = (&to, &verdict) {
-        let order: Vec<usize> = plan.order.iter().map(|v| v.index()).collect();
+        let order: Vec<usize> = plan.file_order.iter().map(|v| v.index()).collect();
         let out_bytes = file.with_order(&order);
         let outcomes = output::write_model(&out_bytes, &file.model, &from, to).map_err(|e| e.to_string())?;
         for outcome in outcomes {

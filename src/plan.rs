@@ -4,15 +4,42 @@ use crate::graph::bounds::{lower_bound, LowerBound, Reachability};
 use crate::graph::memory::{evaluate, MemoryOptions, Profile};
 use crate::graph::{self, topo, BuildError, Graph, OpId, TensorKind};
 use crate::onnx::OnnxFile;
-use crate::schedule::{heuristics, Scheduler};
+use crate::schedule::driver::{self, SolveOptions, SolveStats};
+use crate::schedule::{ort, Scheduler};
 use crate::sizes::{self, SizeError, SizeOptions};
 use std::time::{Duration, Instant};
+
+/// Which runtime behaviour the written file is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// Runtimes and code generators that execute nodes in file order
+    /// (onnxruntime with PRIORITY_BASED order, onnx2c, onnx-mlir, TensorRT's
+    /// parser): the file order is the schedule.
+    #[default]
+    FileOrder,
+    /// onnxruntime with default settings: it runs a reverse depth-first
+    /// order in which file order only breaks ties; the file is ordered so
+    /// that this search yields the best schedule it can reach.
+    OrtDefault,
+}
+
+impl Target {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::FileOrder => "file-order",
+            Target::OrtDefault => "ort-default",
+        }
+    }
+}
 
 /// What to plan and under which memory model.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
     /// Which scheduler picks the order.
     pub scheduler: Scheduler,
+    /// Which runtime the order is for.
+    pub target: Target,
     /// Switches of the memory model.
     pub memory: MemoryOptions,
     /// Symbol values and input shapes for size inference.
@@ -24,7 +51,8 @@ pub struct PlanOptions {
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
-            scheduler: Scheduler::Input,
+            scheduler: Scheduler::Auto,
+            target: Target::FileOrder,
             memory: MemoryOptions::default(),
             sizes: SizeOptions::default(),
             time_limit: Duration::from_secs(60),
@@ -58,18 +86,29 @@ pub struct Plan {
     pub input_order: Vec<OpId>,
     /// Whether the file's node order was already topological.
     pub file_sorted: bool,
-    /// The chosen order.
+    /// The order the target will execute after the rewrite.
     pub order: Vec<OpId>,
-    /// Memory of the input order.
+    /// The node order to write to the file (equal to `order` for the
+    /// file-order target).
+    pub file_order: Vec<OpId>,
+    /// The order the target executes for the input file.
+    pub before_order: Vec<OpId>,
+    /// Memory of `before_order`.
     pub before: Profile,
-    /// Memory of the chosen order.
+    /// Memory of `order`.
     pub after: Profile,
     /// A bound no order can beat.
     pub lower_bound: LowerBound,
     /// Whether `after.peak` is proved to be the least possible.
     pub optimal: bool,
-    /// The scheduler that produced `order`.
+    /// The scheduler that was asked for.
     pub scheduler: Scheduler,
+    /// The target runtime behaviour.
+    pub target: Target,
+    /// What produced the order, e.g. `dp`, `heuristic:lpmf`, `ilp`.
+    pub method: String,
+    /// Search counters: heuristic peaks, nodes after fusion, parts.
+    pub stats: SolveStats,
     /// Everything assumed that the user did not say (symbols, options).
     pub assumptions: Vec<String>,
     /// Bytes of weights (initializers and Constant outputs) with known size.
@@ -82,6 +121,15 @@ pub struct Plan {
 
 /// Infers sizes, builds the graph, runs the scheduler and checks its order.
 pub fn plan(file: &OnnxFile, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    plan_with_progress(file, opts, None)
+}
+
+/// [`plan`], calling `progress` with a line now and then during long searches.
+pub fn plan_with_progress(
+    file: &OnnxFile,
+    opts: &PlanOptions,
+    progress: Option<&dyn Fn(&str)>,
+) -> Result<Plan, PlanError> {
     let start = Instant::now();
     // Structure first: a cycle or a missing producer is reported as such,
     // not as a tensor whose size cannot be inferred.
@@ -98,18 +146,44 @@ pub fn plan(file: &OnnxFile, opts: &PlanOptions) -> Result<Plan, PlanError> {
     }
     let weight_bytes = weight_bytes(file, &sizes);
     let file_sorted = input_order.iter().enumerate().all(|(i, v)| v.index() == i);
-    let order = match opts.scheduler {
-        Scheduler::Input => input_order.clone(),
-        Scheduler::Dfs => heuristics::ort_dfs(&graph),
-    };
-    topo::check_order(&graph, &order).map_err(|e| {
-        PlanError::Internal(format!("scheduler `{}` returned an invalid order: {e}", opts.scheduler.name()))
-    })?;
-    let before = evaluate(&graph, &input_order, &opts.memory);
-    let after = evaluate(&graph, &order, &opts.memory);
+    let deadline = Instant::now() + opts.time_limit;
+    let solve_opts =
+        SolveOptions { memory: opts.memory, time_limit: opts.time_limit, method: opts.scheduler, progress };
+    let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
     let reach = Reachability::new(&graph, &input_order);
-    let lower_bound = lower_bound(&graph, &reach, &opts.memory);
-    let optimal = after.peak == lower_bound.bytes;
+    let mut lower_bound = lower_bound(&graph, &reach, &opts.memory);
+    let (before_order, order, file_order, method, stats, proved) = match opts.target {
+        Target::FileOrder => {
+            let solution = driver::solve(&graph, &solve_opts).map_err(|e| internal(e.to_string()))?;
+            topo::check_order(&graph, &solution.order).map_err(&internal)?;
+            let claimed = evaluate(&graph, &solution.order, &opts.memory).peak;
+            if claimed != solution.peak {
+                return Err(internal(format!("claimed peak {} but the order peaks at {claimed}", solution.peak)));
+            }
+            if solution.lower_bound > lower_bound.bytes {
+                lower_bound = LowerBound { bytes: solution.lower_bound, at: None };
+            }
+            let order = solution.order;
+            (input_order.clone(), order.clone(), order, solution.method, solution.stats, solution.optimal)
+        }
+        Target::OrtDefault => {
+            let before_order = ort::predict(&graph);
+            let order = match opts.scheduler {
+                Scheduler::Input => before_order.clone(),
+                _ => ort::best_reachable(&graph, &opts.memory, deadline),
+            };
+            let file_order = ort::file_order_for(&graph, &order)
+                .ok_or_else(|| internal("no file order makes onnxruntime run the chosen schedule".into()))?;
+            topo::check_order(&graph, &file_order).map_err(&internal)?;
+            if ort::predict_for_file(&graph, &file_order).as_ref() != Some(&order) {
+                return Err(internal("the written file would not make onnxruntime run the chosen schedule".into()));
+            }
+            (before_order, order, file_order, "ort-reachable".to_string(), SolveStats::default(), false)
+        }
+    };
+    let before = evaluate(&graph, &before_order, &opts.memory);
+    let after = evaluate(&graph, &order, &opts.memory);
+    let optimal = proved || after.peak <= lower_bound.bytes;
     let mut assumptions = sizes.assumptions.clone();
     assumptions.extend(opts.memory.describe());
     if !file_sorted {
@@ -120,11 +194,16 @@ pub fn plan(file: &OnnxFile, opts: &PlanOptions) -> Result<Plan, PlanError> {
         input_order,
         file_sorted,
         order,
+        file_order,
+        before_order,
         before,
         after,
         lower_bound,
         optimal,
         scheduler: opts.scheduler,
+        target: opts.target,
+        method,
+        stats,
         assumptions,
         weight_bytes,
         memory: opts.memory,

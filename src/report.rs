@@ -54,6 +54,9 @@ pub fn summary(model_name: &str, plan: &Plan) -> String {
     let before = &plan.before;
     let after = &plan.after;
     let mut s = format!("{model_name}: {} nodes, {} tensors\n", g.ops.len(), g.tensors.len());
+    if plan.target == crate::plan::Target::OrtDefault {
+        s += "  target: onnxruntime's default order (orders below are the ones it runs)\n";
+    }
     s += &format!(
         "  input order   peak {:>11} ({} B) {}\n",
         human_bytes(before.peak),
@@ -70,7 +73,7 @@ pub fn summary(model_name: &str, plan: &Plan) -> String {
         human_bytes(after.peak),
         grouped(after.peak),
         where_peak(g, &plan.order, after.peak_step),
-        plan.scheduler.name()
+        plan.method
     );
     let verdict = if plan.optimal {
         "the new order is optimal".to_string()
@@ -123,6 +126,12 @@ pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json:
         "nodes": g.ops.len(),
         "tensors": g.tensors.len(),
         "scheduler": plan.scheduler.name(),
+        "target": plan.target.name(),
+        "method": plan.method,
+        "nodes_after_fusion": plan.stats.nodes_after_fusion,
+        "parts": plan.stats.parts,
+        "heuristic_peaks": plan.stats.heuristic_peaks.iter().map(|(n, p)| (n.clone(), json!(p))).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "timed_out": plan.stats.timed_out,
         "peak_bytes_before": plan.before.peak,
         "peak_bytes_after": plan.after.peak,
         "peak_before_at": step_json(&plan.input_order, plan.before.peak_step),

@@ -1,1 +1,554 @@
-//! The anytime driver behind `--scheduler auto` (to be written).
+//! The anytime driver behind `--scheduler auto` (and `dp`, `ilp`, and the
+//! single heuristics).
+//!
+//! `auto`:
+//!
+//! 1. **Portfolio.** Every heuristic of [`heuristics::PORTFOLIO`]; the best
+//!    is the incumbent. The global lower bound is LB2
+//!    ([`crate::graph::bounds::lower_bound`]); if the incumbent meets it, it
+//!    is optimal and the driver stops.
+//! 2. **Decomposition** at forced prefixes ([`decompose`]): the peak is
+//!    `max(start, max_j (c_j + peak_j))` over the parts, so only a part that
+//!    attains the maximum (the *bottleneck*) matters, and proving the
+//!    bottleneck part optimal proves the whole order optimal. Each part
+//!    starts from the best of the incumbent's restriction and the portfolio
+//!    run on the part alone; its lower bound is the larger of LB2 of the part
+//!    and the part's share of the global bound.
+//! 3. **Per bottleneck part**, until it is proved or the time is up: the
+//!    exact method for parallel chains ([`chains`]) when the part has that
+//!    shape, else fusion ([`fusion::fuse`]) and the exact DP ([`dp::solve`])
+//!    with the part's incumbent as budget, then the ILP ([`ilp::solve`]) on
+//!    small fused parts the DP gave up on, then beam searches of growing
+//!    width ([`dp::beam`]) as an anytime improvement.
+//!
+//! The result is always the best order found, checked to be topological and
+//! re-evaluated with [`evaluate`]; `optimal` is true only when the peak meets
+//! the lower bound or an exact method proved the bottleneck part.
+
+use super::{chains, decompose, dp, fusion, heuristics, ilp, Order, Scheduler};
+use crate::graph::bounds::{lb1, lower_bound, Reachability};
+use crate::graph::memory::{evaluate, MemoryOptions};
+use crate::graph::{topo, Graph, OpId};
+use std::time::{Duration, Instant};
+
+/// Above this many ops the quadratic-memory LB2 is replaced by LB1.
+const LB2_MAX_OPS: usize = 20_000;
+/// The exact DP is tried on parts of at most this many groups.
+const DP_MAX_GROUPS: usize = 3_000;
+/// The ILP is tried on parts of at most this many groups.
+const ILP_MAX_GROUPS: usize = 60;
+/// Memory the DP may use for its states, in bytes.
+const DP_MEMORY: usize = 1 << 30;
+
+/// What to solve and how.
+#[derive(Clone, Copy)]
+pub struct SolveOptions<'a> {
+    /// Switches of the memory model.
+    pub memory: MemoryOptions,
+    /// Stop searching after this long and return the best order found.
+    pub time_limit: Duration,
+    /// `auto`, `dp`, `ilp`, or a single heuristic.
+    pub method: Scheduler,
+    /// Called with one line of progress now and then (e.g. to print on stderr).
+    pub progress: Option<&'a dyn Fn(&str)>,
+}
+
+impl Default for SolveOptions<'_> {
+    fn default() -> Self {
+        SolveOptions {
+            memory: MemoryOptions::default(),
+            time_limit: Duration::from_secs(60),
+            method: Scheduler::Auto,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SolveOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SolveOptions")
+            .field("memory", &self.memory)
+            .field("time_limit", &self.time_limit)
+            .field("method", &self.method)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// What happened to one part of the decomposition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartStats {
+    /// Ops in the part.
+    pub ops: usize,
+    /// Groups after fusion (equal to `ops` if fusion did not run).
+    pub groups: usize,
+    /// Bytes live across the part that it does not touch.
+    pub constant: u64,
+    /// The part's peak in the final order, `constant` included.
+    pub peak: u64,
+    /// The part's lower bound, `constant` included.
+    pub lower_bound: u64,
+    /// Whether the part's order is proved optimal.
+    pub proved: bool,
+    /// What produced the part's order (`heuristic:NAME`, `dp`, `chains`,
+    /// `ilp`, `beam`, `trivial`).
+    pub method: String,
+}
+
+/// Counters and per-stage results, for reports and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SolveStats {
+    /// Ops in the graph.
+    pub nodes: usize,
+    /// Units searched after fusion, summed over the parts fusion ran on
+    /// (parts it did not run on count their ops).
+    pub nodes_after_fusion: usize,
+    /// Parts of the decomposition.
+    pub parts: usize,
+    /// One entry per part, in schedule order (empty if not decomposed).
+    pub part_details: Vec<PartStats>,
+    /// Peak of every heuristic of the portfolio on the whole graph, best first.
+    pub heuristic_peaks: Vec<(String, u64)>,
+    /// DP states stored, summed over all searches.
+    pub dp_states: usize,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Whether the time limit stopped the search.
+    pub timed_out: bool,
+}
+
+impl SolveStats {
+    /// The best heuristic and its peak.
+    pub fn best_heuristic(&self) -> Option<(&str, u64)> {
+        self.heuristic_peaks.first().map(|(n, p)| (n.as_str(), *p))
+    }
+}
+
+/// A checked schedule with what is known about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Solution {
+    /// A topological order of all ops.
+    pub order: Order,
+    /// Its peak under the memory model ([`evaluate`]).
+    pub peak: u64,
+    /// No order has a smaller peak.
+    pub lower_bound: u64,
+    /// Whether `peak` is proved to be the least possible.
+    pub optimal: bool,
+    /// What produced the order.
+    pub method: String,
+    /// Counters.
+    pub stats: SolveStats,
+}
+
+/// Why no schedule exists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SolveError {
+    /// The graph has a cycle (these ops form it).
+    #[error("the graph has a cycle through {} ops", .0.len())]
+    Cycle(Vec<OpId>),
+}
+
+/// Finds an order of least peak within the time limit (see the module doc).
+///
+/// Errors only if the graph has a cycle.
+pub fn solve(graph: &Graph, opts: &SolveOptions) -> Result<Solution, SolveError> {
+    let started = Instant::now();
+    let deadline = started + opts.time_limit;
+    let say = |msg: &str| {
+        if let Some(f) = opts.progress {
+            f(msg);
+        }
+    };
+    let mem = &opts.memory;
+    let input_order = topo::stable_order(graph).map_err(|topo::Cycle(c)| SolveError::Cycle(c))?;
+    let mut stats = SolveStats { nodes: graph.ops.len(), nodes_after_fusion: graph.ops.len(), ..SolveStats::default() };
+
+    // A single heuristic.
+    if !matches!(opts.method, Scheduler::Auto | Scheduler::Dp | Scheduler::Ilp) {
+        let order = heuristics::run(graph, opts.method, mem).unwrap_or(input_order);
+        let peak = evaluate(graph, &order, mem).peak;
+        let lb = global_lower_bound(graph, &order, mem);
+        stats.heuristic_peaks.push((opts.method.name().to_string(), peak));
+        stats.seconds = started.elapsed().as_secs_f64();
+        return Ok(Solution {
+            order,
+            peak,
+            lower_bound: lb,
+            optimal: peak <= lb,
+            method: opts.method.name().to_string(),
+            stats,
+        });
+    }
+
+    let candidates = heuristics::portfolio(graph, mem);
+    stats.heuristic_peaks = candidates.iter().map(|c| (c.scheduler.name().to_string(), c.peak)).collect();
+    let (mut best_order, mut best_peak, mut method) = match candidates.into_iter().next() {
+        Some(c) => (c.order, c.peak, format!("heuristic:{}", c.scheduler.name())),
+        None => {
+            let peak = evaluate(graph, &input_order, mem).peak;
+            (input_order.clone(), peak, "heuristic:input".to_string())
+        }
+    };
+    let mut lb = global_lower_bound(graph, &input_order, mem);
+    say(&format!(
+        "heuristics: best {} with peak {} B; lower bound {} B",
+        method.trim_start_matches("heuristic:"),
+        best_peak,
+        lb
+    ));
+    let finish = |order: Order, claimed: u64, lb: u64, proved: bool, method: String, mut stats: SolveStats| {
+        let peak = evaluate(graph, &order, mem).peak;
+        debug_assert!(topo::check_order(graph, &order).is_ok(), "the driver built an invalid order");
+        debug_assert_eq!(peak, claimed, "the driver's claimed peak differs from evaluate");
+        stats.seconds = started.elapsed().as_secs_f64();
+        let lb = lb.min(peak);
+        Solution { optimal: (proved && peak == claimed) || peak <= lb, order, peak, lower_bound: lb, method, stats }
+    };
+    if best_peak <= lb {
+        say("the best heuristic meets the lower bound: optimal");
+        return Ok(finish(best_order, best_peak, lb, true, method, stats));
+    }
+
+    match opts.method {
+        Scheduler::Dp => {
+            let groups = dp::singletons(graph);
+            let limits = dp::DpLimits { deadline: Some(deadline), max_states: dp_state_cap(groups.len()) };
+            let r = dp::solve(graph, &groups, mem, Some(&best_order), lb, &limits);
+            stats.dp_states = r.stats.states;
+            let proved = match r.outcome {
+                dp::DpOutcome::Proved { order, peak, improved } => {
+                    if improved {
+                        best_order = order;
+                        best_peak = peak;
+                        method = "dp".to_string();
+                    }
+                    say(&format!("dp: proved optimal peak {peak} B"));
+                    true
+                }
+                other => {
+                    stats.timed_out = matches!(other, dp::DpOutcome::Timeout);
+                    say(&format!("dp: gave up ({other:?})"));
+                    false
+                }
+            };
+            if proved {
+                lb = best_peak;
+            }
+            Ok(finish(best_order, best_peak, lb, proved, method, stats))
+        }
+        Scheduler::Ilp => {
+            let groups = fusion::fuse(graph, mem);
+            stats.nodes_after_fusion = groups.len();
+            say(&format!("fusion: {} ops -> {} groups", graph.ops.len(), groups.len()));
+            let proved = match ilp::solve(graph, &groups, mem, &best_order, deadline) {
+                ilp::IlpOutcome::Optimal { order, peak } => {
+                    if peak < best_peak {
+                        best_order = order;
+                        best_peak = peak;
+                        method = "ilp".to_string();
+                    }
+                    say(&format!("ilp: proved optimal peak {peak} B"));
+                    true
+                }
+                ilp::IlpOutcome::Feasible { order, peak } => {
+                    if peak < best_peak {
+                        best_order = order;
+                        best_peak = peak;
+                        method = "ilp".to_string();
+                    }
+                    stats.timed_out = true;
+                    say(&format!("ilp: feasible peak {peak} B, not proved"));
+                    false
+                }
+                ilp::IlpOutcome::NoSolution { reason } => {
+                    say(&format!("ilp: no solution ({reason})"));
+                    false
+                }
+            };
+            if proved {
+                lb = lb.max(best_peak);
+            }
+            Ok(finish(best_order, best_peak, lb, proved, method, stats))
+        }
+        _ => Ok(auto(graph, opts, deadline, best_order, best_peak, method, lb, stats, &say, finish)),
+    }
+}
+
+/// LB2 where its quadratic memory is affordable, LB1 beyond.
+fn global_lower_bound(graph: &Graph, order: &[OpId], mem: &MemoryOptions) -> u64 {
+    if graph.ops.len() <= LB2_MAX_OPS {
+        let reach = Reachability::new(graph, order);
+        lower_bound(graph, &reach, mem).bytes
+    } else {
+        lb1(graph, mem).bytes
+    }
+}
+
+fn dp_state_cap(groups: usize) -> usize {
+    let per_state = groups.div_ceil(64).max(1) * 8 + 64;
+    (DP_MEMORY / per_state).min(6_000_000)
+}
+
+/// A part being worked on.
+struct PartWork {
+    order: Order,
+    /// Peak of `order` on the part graph (constant excluded).
+    peak: u64,
+    /// Lower bound on the part graph (constant excluded).
+    lb: u64,
+    proved: bool,
+    /// Nothing more to try on it.
+    exhausted: bool,
+    exact_tried: bool,
+    beam_width: usize,
+    groups: Option<super::Groups>,
+    method: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn auto<F>(
+    graph: &Graph,
+    opts: &SolveOptions,
+    deadline: Instant,
+    best_order: Order,
+    best_peak: u64,
+    method: String,
+    global_lb: u64,
+    mut stats: SolveStats,
+    say: &dyn Fn(&str),
+    finish: F,
+) -> Solution
+where
+    F: Fn(Order, u64, u64, bool, String, SolveStats) -> Solution,
+{
+    let mem = &opts.memory;
+    let d = decompose::decompose(graph, &best_order, mem);
+    let popts = d.part_options;
+    stats.parts = d.parts.len();
+    let restricted = d.restrict(&best_order, graph.ops.len());
+    let mut work: Vec<PartWork> = Vec::with_capacity(d.parts.len());
+    for (part, inc) in d.parts.iter().zip(restricted) {
+        let pg = &part.graph;
+        let mut order = inc;
+        let mut peak = evaluate(pg, &order, &popts).peak;
+        let mut method = method.clone();
+        let trivial = pg.ops.len() <= 1;
+        if !trivial {
+            if let Some(c) = heuristics::portfolio(pg, &popts).into_iter().next() {
+                if c.peak < peak {
+                    order = c.order;
+                    peak = c.peak;
+                    method = format!("heuristic:{}", c.scheduler.name());
+                }
+            }
+        }
+        let lb = if trivial {
+            peak
+        } else {
+            global_lower_bound(pg, &order, &popts)
+        };
+        let proved = trivial || peak <= lb;
+        work.push(PartWork {
+            order,
+            peak,
+            lb,
+            proved,
+            exhausted: proved,
+            exact_tried: false,
+            beam_width: 16,
+            groups: None,
+            method: if trivial { "trivial".to_string() } else { method },
+        });
+    }
+    let total = |work: &[PartWork]| d.combine(&work.iter().map(|w| w.peak).collect::<Vec<_>>());
+    let lb = global_lb.max(d.combine(&work.iter().map(|w| w.lb).collect::<Vec<_>>()));
+    say(&format!(
+        "decomposition: {} parts (largest {} ops); peak {} B, lower bound {} B",
+        d.parts.len(),
+        d.parts.iter().map(|p| p.ops.len()).max().unwrap_or(0),
+        total(&work),
+        lb
+    ));
+
+    let mut proved_overall = false;
+    loop {
+        let peak = total(&work);
+        if peak <= lb || peak <= d.start {
+            proved_overall = true;
+            break;
+        }
+        // The bottleneck: a part attaining the peak. If one of them is
+        // proved, so is the whole.
+        let attaining: Vec<usize> =
+            (0..work.len()).filter(|&j| d.parts[j].constant + work[j].peak == peak).collect();
+        if attaining.iter().any(|&j| work[j].proved) {
+            proved_overall = true;
+            break;
+        }
+        let Some(&j) = attaining.iter().find(|&&j| !work[j].exhausted) else {
+            break;
+        };
+        if Instant::now() >= deadline {
+            stats.timed_out = true;
+            break;
+        }
+        improve_part(&d.parts[j], &mut work[j], &popts, deadline, &mut stats, say, j);
+    }
+
+    let lb = lb.max(d.combine(&work.iter().map(|w| w.lb).collect::<Vec<_>>()));
+    let part_orders: Vec<Order> = work.iter().map(|w| w.order.clone()).collect();
+    let order = d.concat(&part_orders);
+    let claimed = total(&work);
+    stats.part_details = d
+        .parts
+        .iter()
+        .zip(&work)
+        .map(|(p, w)| PartStats {
+            ops: p.ops.len(),
+            groups: w.groups.as_ref().map_or(p.ops.len(), Vec::len),
+            constant: p.constant,
+            peak: p.constant + w.peak,
+            lower_bound: p.constant + w.lb,
+            proved: w.proved,
+            method: w.method.clone(),
+        })
+        .collect();
+    stats.nodes_after_fusion = stats.part_details.iter().map(|p| p.groups).sum();
+    // Never worse than the portfolio, and always checked.
+    let valid = topo::check_order(graph, &order).is_ok() && evaluate(graph, &order, mem).peak == claimed;
+    if !valid || claimed > best_peak {
+        debug_assert!(valid, "decomposition produced an invalid order or a wrong peak");
+        return finish(best_order, best_peak, lb, false, method, stats);
+    }
+    let mut methods: Vec<&str> = stats
+        .part_details
+        .iter()
+        .filter(|p| p.peak == claimed || claimed < best_peak)
+        .map(|p| p.method.as_str())
+        .filter(|m| !m.starts_with("heuristic:") && *m != "trivial")
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    let method = if claimed < best_peak || !methods.is_empty() {
+        format!("auto ({})", if methods.is_empty() { "decomposition".to_string() } else { methods.join(", ") })
+    } else {
+        method
+    };
+    let final_lb = if proved_overall { claimed } else { lb };
+    finish(order, claimed, final_lb, proved_overall, method, stats)
+}
+
+/// One round of work on a bottleneck part: the exact methods first, then
+/// beam searches of growing width.
+fn improve_part(
+    part: &decompose::Part,
+    w: &mut PartWork,
+    popts: &MemoryOptions,
+    deadline: Instant,
+    stats: &mut SolveStats,
+    say: &dyn Fn(&str),
+    index: usize,
+) {
+    let pg = &part.graph;
+    let now = Instant::now();
+    if !w.exact_tried {
+        w.exact_tried = true;
+        // Parallel chains: exact in polynomial time (or bounds).
+        if let Some(c) = chains::solve(pg, popts) {
+            w.lb = w.lb.max(c.lower_bound);
+            if c.peak < w.peak {
+                w.order = c.order;
+                w.peak = c.peak;
+                w.method = "chains".to_string();
+            }
+            if w.peak <= w.lb {
+                w.proved = true;
+                w.exhausted = true;
+                say(&format!("part {index}: parallel chains, proved peak {} B", part.constant + w.peak));
+                return;
+            }
+        }
+        let groups = fusion::fuse(pg, popts);
+        say(&format!("part {index}: {} ops -> {} groups after fusion", pg.ops.len(), groups.len()));
+        if groups.len() <= DP_MAX_GROUPS {
+            // Leave time for the anytime methods on the rest.
+            let left = deadline.saturating_duration_since(now);
+            let dp_deadline = now + left.mul_f64(0.6);
+            let limits = dp::DpLimits { deadline: Some(dp_deadline), max_states: dp_state_cap(groups.len()) };
+            let r = dp::solve(pg, &groups, popts, Some(&w.order), w.lb, &limits);
+            stats.dp_states += r.stats.states;
+            match r.outcome {
+                dp::DpOutcome::Proved { order, peak, improved } => {
+                    if improved {
+                        w.order = order;
+                        w.peak = peak;
+                        w.method = "dp".to_string();
+                    }
+                    w.lb = w.lb.max(peak);
+                    w.proved = true;
+                    w.exhausted = true;
+                    say(&format!(
+                        "part {index}: dp proved peak {} B ({} states)",
+                        part.constant + w.peak,
+                        r.stats.states
+                    ));
+                    w.groups = Some(groups);
+                    return;
+                }
+                other => say(&format!("part {index}: dp gave up ({other:?}, {} states)", r.stats.states)),
+            }
+        }
+        if groups.len() <= ILP_MAX_GROUPS && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ilp_deadline = Instant::now() + left.mul_f64(0.5);
+            match ilp::solve(pg, &groups, popts, &w.order, ilp_deadline) {
+                ilp::IlpOutcome::Optimal { order, peak } => {
+                    if peak < w.peak {
+                        w.order = order;
+                        w.peak = peak;
+                        w.method = "ilp".to_string();
+                    }
+                    w.lb = w.lb.max(w.peak.min(peak));
+                    if peak <= w.peak {
+                        w.proved = true;
+                        w.exhausted = true;
+                        w.groups = Some(groups);
+                        say(&format!("part {index}: ilp proved peak {} B", part.constant + w.peak));
+                        return;
+                    }
+                }
+                ilp::IlpOutcome::Feasible { order, peak } => {
+                    if peak < w.peak {
+                        w.order = order;
+                        w.peak = peak;
+                        w.method = "ilp".to_string();
+                    }
+                }
+                ilp::IlpOutcome::NoSolution { reason } => say(&format!("part {index}: ilp: {reason}")),
+            }
+        }
+        w.groups = Some(groups);
+        return;
+    }
+    // Anytime: beam searches of growing width.
+    let groups = w.groups.clone().unwrap_or_else(|| dp::singletons(pg));
+    if w.beam_width > 1 << 14 {
+        w.exhausted = true;
+        return;
+    }
+    let width = w.beam_width;
+    w.beam_width *= 4;
+    if let Some((order, peak)) = dp::beam(pg, &groups, popts, width, Some(deadline)) {
+        if peak < w.peak && topo::check_order(pg, &order).is_ok() {
+            say(&format!("part {index}: beam width {width} improved the peak to {} B", part.constant + peak));
+            w.order = order;
+            w.peak = peak;
+            w.method = "beam".to_string();
+            if w.peak <= w.lb {
+                w.proved = true;
+                w.exhausted = true;
+            }
+        }
+    }
+}
