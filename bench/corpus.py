@@ -65,7 +65,7 @@ def main():
     failures = 0
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
           f"date: {datetime.date.today()}; tool: {args.tool}\n")
-    print("| model | nodes | after fusion | input order | ort default (dfs) | best heuristic | ours | lower bound | optimal / gap | tool s | load+save s | ratio |")
+    print("| model | nodes | after fusion | input order | ort default (dfs) | best heuristic | ours | lower bound | optimal / gap | tool s | onnx load+save s | tool / load+save |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
     for m in models:
         name = os.path.splitext(os.path.basename(m))[0]
@@ -94,7 +94,7 @@ def main():
             red_ort.append(dfs / ours)
         print(f"| {name} | {r['nodes']} | {r.get('nodes_after_fusion', '-')} | {fmt_bytes(r['peak_bytes_before'])} | "
               f"{fmt_bytes(dfs) if isinstance(dfs, int) else '-'} | {fmt_bytes(best)} ({best_name}) | {fmt_bytes(ours)} | "
-              f"{fmt_bytes(lb)} | {verdict} | {wall:.2f} | {rt if rt is None else f'{rt:.2f}'} | "
+              f"{fmt_bytes(lb)} | {verdict} | {wall:.3f} | {'-' if rt is None else f'{rt:.4f}'} | "
               f"{'-' if rt is None else f'{wall / rt:.1f}x'} |")
         sys.stdout.flush()
     print()
