@@ -53,7 +53,9 @@ fn parse_args() -> Result<Args, String> {
                 out.sizes.dims.push((name.to_string(), n));
             }
             "-h" | "--help" => {
-                return Err("usage: ort_predict MODEL.onnx [--best SECONDS [--write OUT.onnx]] [--dim NAME=VALUE]...".into())
+                return Err(
+                    "usage: ort_predict MODEL.onnx [--best SECONDS [--write OUT.onnx]] [--dim NAME=VALUE]...".into()
+                )
             }
             _ if out.model.is_empty() && !a.starts_with('-') => out.model = a,
             _ => return Err(format!("unexpected argument `{a}` (try --help)")),

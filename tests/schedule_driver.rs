@@ -181,7 +181,12 @@ fn synthetic_timings() {
         }
         let t = Instant::now();
         let print = |s: &str| println!("  [{:.2}s] {s}", t.elapsed().as_secs_f64());
-        let opts = SolveOptions { memory, time_limit: Duration::from_secs(20), progress: Some(&print), ..SolveOptions::default() };
+        let opts = SolveOptions {
+            memory,
+            time_limit: Duration::from_secs(20),
+            progress: Some(&print),
+            ..SolveOptions::default()
+        };
         let s = solve(g, &opts).expect("acyclic");
         println!(
             "{name}: auto {:.2} s peak {} lb {} optimal {} method {} parts {} dp_states {}",

@@ -203,7 +203,11 @@ fn parallel_chains_match_brute_force() {
             let (best, _) = brute_force(&graph, &opts);
             assert!(check_order(&graph, &r.order).is_ok(), "case {case}");
             assert_eq!(evaluate(&graph, &r.order, &opts).peak, r.peak);
-            assert!(r.lower_bound <= best, "case {case} {opts:?}: bound {} > optimum {best}\n{graph:#?}", r.lower_bound);
+            assert!(
+                r.lower_bound <= best,
+                "case {case} {opts:?}: bound {} > optimum {best}\n{graph:#?}",
+                r.lower_bound
+            );
             assert!(r.peak >= best);
             if r.lower_bound == r.peak {
                 exact += 1;

@@ -22,7 +22,12 @@ fn every_heuristic_returns_a_topological_order() {
             let cands = heuristics::portfolio(&graph, &opts);
             assert_eq!(cands.len(), PORTFOLIO.len());
             for c in &cands {
-                assert!(check_order(&graph, &c.order).is_ok(), "case {case} {:?}: {:?}", c.scheduler, check_order(&graph, &c.order));
+                assert!(
+                    check_order(&graph, &c.order).is_ok(),
+                    "case {case} {:?}: {:?}",
+                    c.scheduler,
+                    check_order(&graph, &c.order)
+                );
                 assert_eq!(c.peak, evaluate(&graph, &c.order, &opts).peak);
             }
             assert!(cands.windows(2).all(|w| w[0].peak <= w[1].peak), "portfolio sorted best first");

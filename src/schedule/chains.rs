@@ -61,6 +61,10 @@
 //!   `K + r_i(p-1) + e_v + min(x + Σ_{l≠i} min_p r_l, Σ_{l≠i} m_l)` with
 //!   `m_l = min_{p>=1} r_l(p)` for chains reading `X` (`min_{p>=0}` for the
 //!   others);
+//! * the same with a set of ops `u` of distinct chains (the costliest op of
+//!   each of the k costliest chains, and every pair): one of them runs
+//!   last, and at its step every other chain of the set holds at least its
+//!   least residual after its `u`, `min_{q > pos(u)} r(q)`;
 //! * at the step of the last reader `f_L` of `X` all other readers have run:
 //!   `min_L (K + x + r_L(0) + e_(f_L) + Σ_{l≠L} m_l)`.
 //!
@@ -69,9 +73,9 @@
 //! first while `X` is live.
 
 use super::Order;
-use std::cmp::Reverse;
 use crate::graph::memory::{evaluate, MemoryOptions};
 use crate::graph::{Graph, OpId, TensorKind};
+use std::cmp::Reverse;
 
 /// Ops considered pairwise for the pair bound (the costliest).
 const PAIR_OPS: usize = 256;
@@ -122,7 +126,13 @@ fn merge_chains(jobs: &[Vec<(i128, i128)>]) -> (Vec<Block>, i128) {
                 let a = stack[stack.len() - 2];
                 if b.key() < a.key() {
                     stack.truncate(stack.len() - 2);
-                    stack.push(Block { e: a.e.max(a.d + b.e), d: a.d + b.d, chain: ci, start: a.start, len: a.len + b.len });
+                    stack.push(Block {
+                        e: a.e.max(a.d + b.e),
+                        d: a.d + b.d,
+                        chain: ci,
+                        start: a.start,
+                        len: a.len + b.len,
+                    });
                 } else {
                     break;
                 }
@@ -165,13 +175,13 @@ fn analyse(graph: &Graph, opts: &MemoryOptions) -> Option<Chains> {
     }
     let frees = |t: usize| {
         let tensor = &graph.tensors[t];
-        !tensor.graph_output && !(opts.inputs_live_whole_run && tensor.kind == TensorKind::GraphInput)
+        !(tensor.graph_output || (opts.inputs_live_whole_run && tensor.kind == TensorKind::GraphInput))
     };
     let mut chain_of = vec![usize::MAX; n];
     let mut pos = vec![0usize; n];
     let mut ops: Vec<Vec<usize>> = Vec::new();
-    for v in 0..n {
-        if !preds[v].is_empty() {
+    for (v, p) in preds.iter().enumerate() {
+        if !p.is_empty() {
             continue;
         }
         let ci = ops.len();
@@ -272,10 +282,7 @@ fn analyse(graph: &Graph, opts: &MemoryOptions) -> Option<Chains> {
 }
 
 fn order_of(ch: &Chains, blocks: &[Block]) -> Order {
-    blocks
-        .iter()
-        .flat_map(|b| ch.ops[b.chain][b.start..b.start + b.len].iter().map(|&v| OpId(v as u32)))
-        .collect()
+    blocks.iter().flat_map(|b| ch.ops[b.chain][b.start..b.start + b.len].iter().map(|&v| OpId(v as u32))).collect()
 }
 
 /// Exact order (or bounds, with a shared fork tensor) for a graph made of
@@ -375,6 +382,22 @@ pub fn solve(graph: &Graph, opts: &MemoryOptions) -> Option<ChainResult> {
                     }
                 }
             }
+            // The set bound: of the costliest op of each of k chains, one
+            // runs last, and every other chain of the set then holds at
+            // least its least residual after its op.
+            let mut seen_chain = vec![false; m];
+            let tops: Vec<(i128, usize, usize)> =
+                ops_bound.iter().copied().filter(|&(_, c, _)| !std::mem::replace(&mut seen_chain[c], true)).collect();
+            let (mut sum_after, mut excl_min0, mut excl_m) = (0i128, 0i128, 0i128);
+            for k in 0..tops.len() {
+                let (_, c, p) = tops[k];
+                sum_after += after(c, p);
+                excl_min0 += rmin0[c];
+                excl_m += m_of(c);
+                let held = (x + sum_min0 - excl_min0).min(sum_m - excl_m);
+                let last = tops[..=k].iter().map(|&(own, c, p)| own + sum_after - after(c, p)).min().unwrap_or(0);
+                lb = lb.max(last + held);
+            }
             // The last reader's step.
             let last_reader = (0..m)
                 .filter(|&l| reads[l])
@@ -393,7 +416,8 @@ pub fn solve(graph: &Graph, opts: &MemoryOptions) -> Option<ChainResult> {
                 cands.push(postpone_chain_start(&ch, &plain, l, reads));
             }
             cands.push(plain);
-            let (order, peak) = cands.into_iter().map(|o| (eval(&o), o)).min_by_key(|(p, _)| *p).map(|(p, o)| (o, p))?;
+            let (order, peak) =
+                cands.into_iter().map(|o| (eval(&o), o)).min_by_key(|(p, _)| *p).map(|(p, o)| (o, p))?;
             Some(ChainResult { order, peak, lower_bound: to_u64(lb).min(peak) })
         }
     }
@@ -438,13 +462,7 @@ mod tests {
     fn fork_into_chains_is_solved() {
         // x (graph output, never freed) -> three chains of different widths.
         let g = from_lists(
-            &[
-                (vec![0], vec![1]),
-                (vec![1], vec![2]),
-                (vec![0], vec![3]),
-                (vec![3], vec![4]),
-                (vec![0], vec![5]),
-            ],
+            &[(vec![0], vec![1]), (vec![1], vec![2]), (vec![0], vec![3]), (vec![3], vec![4]), (vec![0], vec![5])],
             &[4, 100, 1, 10, 2, 3],
             &[0, 2, 4, 5],
         );

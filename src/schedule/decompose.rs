@@ -137,7 +137,8 @@ pub fn ancestor_counts(graph: &Graph, order: &[OpId]) -> Vec<u32> {
     for (i, v) in order.iter().enumerate() {
         pos[v.index()] = i;
     }
-    let preds: Vec<Vec<usize>> = order.iter().map(|&v| graph.predecessors(v).iter().map(|p| pos[p.index()]).collect()).collect();
+    let preds: Vec<Vec<usize>> =
+        order.iter().map(|&v| graph.predecessors(v).iter().map(|p| pos[p.index()]).collect()).collect();
     let mut counts = vec![0u32; n];
     let mut bits = vec![0u64; n * WORDS];
     let mut lo = 0;
@@ -348,7 +349,8 @@ mod tests {
         let d = decompose(&g, &order, &opts);
         assert_eq!(d.parts.len(), 4);
         let orders: Vec<Order> = d.parts.iter().map(|p| p.graph.op_ids().collect()).collect();
-        let peaks: Vec<u64> = d.parts.iter().zip(&orders).map(|(p, o)| evaluate(&p.graph, o, &d.part_options).peak).collect();
+        let peaks: Vec<u64> =
+            d.parts.iter().zip(&orders).map(|(p, o)| evaluate(&p.graph, o, &d.part_options).peak).collect();
         assert_eq!(d.combine(&peaks), evaluate(&g, &d.concat(&orders), &opts).peak);
     }
 

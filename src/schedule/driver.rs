@@ -34,11 +34,11 @@ use std::time::{Duration, Instant};
 /// Above this many ops the quadratic-memory LB2 is replaced by LB1.
 const LB2_MAX_OPS: usize = 20_000;
 /// The exact DP is tried on parts of at most this many groups.
-const DP_MAX_GROUPS: usize = 3_000;
+const DP_MAX_GROUPS: usize = 20_000;
 /// The ILP is tried on parts of at most this many groups.
 const ILP_MAX_GROUPS: usize = 60;
 /// Memory the DP may use for its states, in bytes.
-const DP_MEMORY: usize = 1 << 30;
+const DP_MEMORY: usize = 512 << 20;
 
 /// What to solve and how.
 #[derive(Clone, Copy)]
@@ -343,11 +343,7 @@ where
                 }
             }
         }
-        let lb = if trivial {
-            peak
-        } else {
-            global_lower_bound(pg, &order, &popts)
-        };
+        let lb = if trivial { peak } else { global_lower_bound(pg, &order, &popts) };
         let proved = trivial || peak <= lb;
         work.push(PartWork {
             order,
@@ -380,8 +376,7 @@ where
         }
         // The bottleneck: a part attaining the peak. If one of them is
         // proved, so is the whole.
-        let attaining: Vec<usize> =
-            (0..work.len()).filter(|&j| d.parts[j].constant + work[j].peak == peak).collect();
+        let attaining: Vec<usize> = (0..work.len()).filter(|&j| d.parts[j].constant + work[j].peak == peak).collect();
         if attaining.iter().any(|&j| work[j].proved) {
             proved_overall = true;
             break;
@@ -465,16 +460,42 @@ fn improve_part(
             if w.peak <= w.lb {
                 w.proved = true;
                 w.exhausted = true;
+                if w.method != "chains" {
+                    w.method = format!("{} (proved by the chains bound)", w.method);
+                }
                 say(&format!("part {index}: parallel chains, proved peak {} B", part.constant + w.peak));
                 return;
             }
         }
         let groups = fusion::fuse(pg, popts);
         say(&format!("part {index}: {} ops -> {} groups after fusion", pg.ops.len(), groups.len()));
+        // A narrow beam first: a better incumbent is a tighter DP budget.
+        if let Some((order, peak)) = dp::beam(pg, &groups, popts, w.beam_width, Some(deadline)) {
+            if peak < w.peak && topo::check_order(pg, &order).is_ok() {
+                say(&format!(
+                    "part {index}: beam width {} improved the peak to {} B",
+                    w.beam_width,
+                    part.constant + peak
+                ));
+                w.order = order;
+                w.peak = peak;
+                w.method = "beam".to_string();
+            }
+        }
+        w.beam_width *= 4;
+        if w.peak <= w.lb {
+            w.proved = true;
+            w.exhausted = true;
+            w.groups = Some(groups);
+            return;
+        }
         if groups.len() <= DP_MAX_GROUPS {
             // Leave time for the anytime methods on the rest.
             let left = deadline.saturating_duration_since(now);
-            let dp_deadline = now + left.mul_f64(0.6);
+            // Small parts are usually solved outright; on big ones the DP
+            // rarely finishes, so it gets less of the time.
+            let share = if groups.len() <= 300 { 0.6 } else { 0.3 };
+            let dp_deadline = now + left.mul_f64(share);
             let limits = dp::DpLimits { deadline: Some(dp_deadline), max_states: dp_state_cap(groups.len()) };
             let r = dp::solve(pg, &groups, popts, Some(&w.order), w.lb, &limits);
             stats.dp_states += r.stats.states;
@@ -484,6 +505,8 @@ fn improve_part(
                         w.order = order;
                         w.peak = peak;
                         w.method = "dp".to_string();
+                    } else {
+                        w.method = format!("{} (proved by dp)", w.method);
                     }
                     w.lb = w.lb.max(peak);
                     w.proved = true;

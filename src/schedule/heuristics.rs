@@ -83,12 +83,13 @@ pub(crate) struct Prepared<'g> {
 impl<'g> Prepared<'g> {
     pub fn new(graph: &'g Graph, opts: &MemoryOptions) -> Self {
         let n = graph.ops.len();
-        let preds: Vec<Vec<u32>> = graph.op_ids().map(|v| graph.predecessors(v).iter().map(|p| p.0).collect()).collect();
+        let preds: Vec<Vec<u32>> =
+            graph.op_ids().map(|v| graph.predecessors(v).iter().map(|p| p.0).collect()).collect();
         let succs: Vec<Vec<u32>> = graph.op_ids().map(|v| graph.successors(v).iter().map(|s| s.0).collect()).collect();
         let frees: Vec<bool> = graph
             .tensors
             .iter()
-            .map(|t| !t.graph_output && !(opts.inputs_live_whole_run && t.kind == TensorKind::GraphInput))
+            .map(|t| !(t.graph_output || (opts.inputs_live_whole_run && t.kind == TensorKind::GraphInput)))
             .collect();
         let mut alloc = vec![0u64; n];
         let mut dead_out = vec![0u64; n];

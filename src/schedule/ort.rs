@@ -35,10 +35,17 @@
 //!   the other inlined ops.
 //!
 //! With graph optimizations on (onnxruntime's default level is "all") fused
-//! nodes are new nodes with new, higher indices, so the order of an optimized
-//! session also depends on which fusions fire; this module predicts the
-//! unoptimized graph (`ORT_DISABLE_ALL`), which `scripts/ort_order.py`
-//! checks against a real session.
+//! nodes are new nodes with new, higher indices (and at level "all" the CPU
+//! provider rewrites convolutions to its NCHWc layout with reorder nodes), so
+//! the order of an optimized session also depends on which fusions fire.
+//! This module predicts sessions with `ORT_DISABLE_ALL`, which
+//! `scripts/ort_order.py` checks against a real session (exact on every
+//! model tried). A file steered for that setting is not steered for level
+//! "all": measured with onnxruntime 1.32, the arena peak of such sessions
+//! went down on some models and up on others. To steer an optimized session,
+//! let onnxruntime save its optimized model (`optimized_model_filepath`,
+//! level "extended" keeps standard layouts), reorder that file, and run it
+//! with optimizations off.
 //!
 //! # Which orders a file order can produce
 //!
@@ -131,10 +138,10 @@ const REACH_LIMIT: usize = 20_000;
 const EXACT_LIMIT: usize = 128;
 
 /// Memo entries after which the exact search gives up.
-const EXACT_STATE_BUDGET: usize = 3_000_000;
+const EXACT_STATE_BUDGET: usize = 1_000_000;
 
 /// Whether onnxruntime folds `v` away at load: a `Constant` op without
-/// inputs whose outputs are weights (as [`build`](crate::graph::build) marks
+/// inputs whose outputs are weights (as [`build`](crate::graph::build()) marks
 /// the outputs of `Constant` nodes). onnxruntime turns every such node into
 /// an initializer, so it is not part of its execution order.
 pub fn is_folded(graph: &Graph, v: OpId) -> bool {
@@ -347,37 +354,77 @@ pub fn renumber(graph: &Graph, file_order: &[OpId]) -> Option<Graph> {
 /// equals `target` when `target` lists them first (as every order of this
 /// module does), and equals it up to where the folded ops stand otherwise.
 ///
-/// The construction (parse `target` into its unique search tree, then
-/// `body(q) = body(c_1) ++ … ++ body(c_r) ++ [c_r, …, c_1]`) and why it works
-/// are in the module docs; the result is verified by re-running onnxruntime's
-/// rule before it is returned.
+/// Many files steer onnxruntime the same way; of a few of them this returns
+/// the one with the lowest peak when run *in file order* under the default
+/// memory model (for the runtimes that follow the file), see
+/// [`file_order_for_memory`]. The construction and why it works are in the
+/// module docs; every file is verified by re-running onnxruntime's rule on it
+/// before it is returned.
 pub fn file_order_for(graph: &Graph, target: &[OpId]) -> Option<Order> {
-    let dag = Dag::new(graph);
-    file_order_impl(graph, &dag, target, dag.any_inlined)
+    file_order_for_memory(graph, target, &MemoryOptions::default())
 }
 
-/// [`file_order_for`] by the tree construction (`forward == false`, valid
-/// when no op is inlined) or by replaying the target with index constraints.
-fn file_order_impl(graph: &Graph, dag: &Dag, target: &[OpId], forward: bool) -> Option<Order> {
+/// [`file_order_for`], choosing among the candidate files by their
+/// file-order peak under `opts`.
+pub fn file_order_for_memory(graph: &Graph, target: &[OpId], opts: &MemoryOptions) -> Option<Order> {
+    let dag = Dag::new(graph);
+    file_order_impl(graph, &dag, target, dag.any_inlined, opts)
+}
+
+/// The search tree of a target and the file-order constraints it implies
+/// beyond "producers before consumers".
+struct Steering {
+    /// Tree children of each op, in exploration order.
+    children: Vec<Vec<u32>>,
+    /// The sinks in exploration order.
+    roots: Vec<u32>,
+    /// `after[u]`: ops that must stand after `u` in the file.
+    after: Vec<Vec<u32>>,
+}
+
+/// [`file_order_for_memory`] by the tree parse (`forward == false`, valid
+/// when no op is inlined) or by replaying the target.
+fn file_order_impl(graph: &Graph, dag: &Dag, target: &[OpId], forward: bool, opts: &MemoryOptions) -> Option<Order> {
     topo::check_order(graph, target).ok()?;
     let n = graph.ops.len();
     let seq: Vec<u32> = target.iter().filter(|v| !dag.folded[v.index()]).map(|v| v.0).collect();
-    let file = if forward { constrained_file(dag, target, &seq)? } else { tree_file(dag, target, &seq)? };
-    if file.len() != n {
-        return None;
+    let steering = if forward { replay(dag, &seq)? } else { parse(dag, &seq)? };
+    let folded: Order = target.iter().copied().filter(|v| dag.folded[v.index()]).collect();
+    let mut files: Vec<Order> = Vec::new();
+    if !forward {
+        files.push(body_file(&steering, &folded));
     }
-    // Verify: the rewritten file is sorted and onnxruntime runs `target` on it.
-    topo::check_order(graph, &file).ok()?;
-    let position = positions(n, &file)?;
-    (ort_stack_dfs(dag, &dag.ort_index(&position)) == seq).then_some(file)
+    // Linear extensions of the constraints, close to the target and to its
+    // mirror image (sibling blocks in reverse, which the constraints favour).
+    let mut target_rank = vec![usize::MAX; n];
+    for (i, &v) in seq.iter().enumerate() {
+        target_rank[v as usize] = i;
+    }
+    files.extend(constrained_sort(dag, &steering.after, &folded, &target_rank));
+    files.extend(constrained_sort(dag, &steering.after, &folded, &mirror_rank(&steering, n)));
+    let mut best: Option<(u64, Order)> = None;
+    for file in files {
+        if file.len() != n || topo::check_order(graph, &file).is_err() {
+            continue;
+        }
+        let Some(position) = positions(n, &file) else { continue };
+        if ort_stack_dfs(dag, &dag.ort_index(&position)) != seq {
+            continue;
+        }
+        let peak = evaluate(graph, &file, opts).peak;
+        if best.as_ref().map_or(true, |(p, _)| peak < *p) {
+            best = Some((peak, file));
+        }
+    }
+    best.map(|(_, file)| file)
 }
 
-/// The file order `body(root)` of the module docs (no inlined ops).
-fn tree_file(dag: &Dag, target: &[OpId], seq: &[u32]) -> Option<Order> {
+/// Parses the reversed target (a pre-order) into the search tree: each op
+/// hangs under its deepest consumer on the current path; an op with no
+/// consumer on the path must be a sink and starts a new tree. Siblings need
+/// decreasing file positions in exploration order.
+fn parse(dag: &Dag, seq: &[u32]) -> Option<Steering> {
     let n = dag.folded.len();
-    // Parse the reversed target (a pre-order) into the search tree: each op
-    // hangs under its deepest consumer on the current path; an op with no
-    // consumer on the path must be a sink and starts a new tree.
     let mut children: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut roots: Vec<u32> = Vec::new();
     let mut path: Vec<u32> = Vec::new();
@@ -404,40 +451,32 @@ fn tree_file(dag: &Dag, target: &[OpId], seq: &[u32]) -> Option<Order> {
         c.reverse();
     }
     roots.reverse();
-
-    // body(q) = body(c_1) ++ ... ++ body(c_r) ++ [c_r, ..., c_1], iteratively.
-    let mut file: Order = target.iter().copied().filter(|v| dag.folded[v.index()]).collect();
-    let mut stack: Vec<(u32, usize)> = vec![(ROOT, 0)];
-    while let Some(top) = stack.last_mut() {
-        let (q, next) = *top;
-        let ch: &[u32] = if q == ROOT { &roots } else { &children[q as usize] };
-        if next < ch.len() {
-            top.1 += 1;
-            stack.push((ch[next], 0));
-        } else {
-            stack.pop();
-            file.extend(ch.iter().rev().map(|&c| OpId(c)));
+    let mut after: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for list in children.iter().chain(std::iter::once(&roots)) {
+        for pair in list.windows(2) {
+            // pair[1] is explored after pair[0], so it stands before it.
+            after[pair[1] as usize].push(pair[0]);
         }
     }
-    Some(file)
+    Some(Steering { children, roots, after })
 }
 
-/// A file order for `seq` in general (inlined ops too): replay the search,
-/// at each choice taking the candidate the target forces (of the
-/// candidates onnxruntime could pick, the one finishing last in `seq`
-/// among those whose unvisited ancestors are exactly the ops `seq` runs
-/// next), and record that the other candidates of its class need lower
-/// indices; then sort the ops topologically under these extra constraints.
-/// The choice is forced: two valid candidates of one class are an ancestor
-/// and its descendant, and the ancestor has the lower index.
-fn constrained_file(dag: &Dag, target: &[OpId], seq: &[u32]) -> Option<Order> {
+/// Replays the search (inlined ops too): at each choice the candidate the
+/// target forces (of the candidates onnxruntime could pick, the one
+/// finishing last in `seq` among those whose unvisited ancestors are exactly
+/// the ops `seq` runs next), recording that the other candidates of its
+/// class need lower file positions. The choice is forced: two valid
+/// candidates of one class are an ancestor and its descendant, and the
+/// ancestor's index is lower.
+fn replay(dag: &Dag, seq: &[u32]) -> Option<Steering> {
     let n = dag.folded.len();
     let mut pos = vec![usize::MAX; n];
     for (i, &v) in seq.iter().enumerate() {
         pos[v as usize] = i;
     }
     let mut done = vec![false; n];
-    // after[u]: ops that must come after u in the file (besides consumers).
+    let mut children: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut roots: Vec<u32> = Vec::new();
     let mut after: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut frames = vec![ROOT];
     let mut k = 0usize;
@@ -485,7 +524,7 @@ fn constrained_file(dag: &Dag, target: &[OpId], seq: &[u32]) -> Option<Order> {
                     }
                 }
             }
-            if count == want && walk.is_empty() {
+            if count == want {
                 chosen = Some(c);
                 break;
             }
@@ -496,13 +535,63 @@ fn constrained_file(dag: &Dag, target: &[OpId], seq: &[u32]) -> Option<Order> {
                 after[u as usize].push(c);
             }
         }
+        if q == ROOT {
+            roots.push(c);
+        } else {
+            children[q as usize].push(c);
+        }
         frames.push(c);
     }
-    if k != seq.len() {
-        return None;
+    (k == seq.len()).then_some(Steering { children, roots, after })
+}
+
+/// `body(root)` of the module docs: `body(q) = body(c_1) ++ … ++ body(c_r)
+/// ++ [c_r, …, c_1]` (valid without inlined ops), after the folded ops.
+fn body_file(steering: &Steering, folded: &[OpId]) -> Order {
+    let mut file: Order = folded.to_vec();
+    let mut stack: Vec<(u32, usize)> = vec![(ROOT, 0)];
+    while let Some(top) = stack.last_mut() {
+        let (q, next) = *top;
+        let ch: &[u32] = if q == ROOT { &steering.roots } else { &steering.children[q as usize] };
+        if next < ch.len() {
+            top.1 += 1;
+            stack.push((ch[next], 0));
+        } else {
+            stack.pop();
+            file.extend(ch.iter().rev().map(|&c| OpId(c)));
+        }
     }
-    // Kahn over consumer edges and the recorded constraints, taking the
-    // ready op that runs first in the target.
+    file
+}
+
+/// Rank of each op in the post-order of the search tree with every node's
+/// children (and the roots) taken in reverse exploration order.
+fn mirror_rank(steering: &Steering, n: usize) -> Vec<usize> {
+    let mut rank = vec![usize::MAX; n];
+    let mut next_rank = 0;
+    let mut stack: Vec<(u32, usize)> = vec![(ROOT, 0)];
+    while let Some(top) = stack.last_mut() {
+        let (q, done) = *top;
+        let ch: &[u32] = if q == ROOT { &steering.roots } else { &steering.children[q as usize] };
+        if done < ch.len() {
+            top.1 += 1;
+            stack.push((ch[ch.len() - 1 - done], 0));
+        } else {
+            stack.pop();
+            if q != ROOT {
+                rank[q as usize] = next_rank;
+                next_rank += 1;
+            }
+        }
+    }
+    rank
+}
+
+/// The folded ops, then Kahn's algorithm over the kept ops under consumer
+/// edges and `after`, taking the ready op of least `rank`; `None` on a
+/// cycle.
+fn constrained_sort(dag: &Dag, after: &[Vec<u32>], folded: &[OpId], rank: &[usize]) -> Option<Order> {
+    let n = dag.folded.len();
     let mut waiting = vec![0usize; n];
     for v in 0..n {
         if dag.folded[v] {
@@ -515,20 +604,20 @@ fn constrained_file(dag: &Dag, target: &[OpId], seq: &[u32]) -> Option<Order> {
     }
     let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<(usize, u32)>> = (0..n as u32)
         .filter(|&v| !dag.folded[v as usize] && waiting[v as usize] == 0)
-        .map(|v| std::cmp::Reverse((pos[v as usize], v)))
+        .map(|v| std::cmp::Reverse((rank[v as usize], v)))
         .collect();
-    let mut file: Order = target.iter().copied().filter(|v| dag.folded[v.index()]).collect();
+    let mut file: Order = folded.to_vec();
     while let Some(std::cmp::Reverse((_, v))) = ready.pop() {
         file.push(OpId(v));
         for &c in dag.succs[v as usize].iter().chain(&after[v as usize]) {
             let w = &mut waiting[c as usize];
-            *w -= 1;
+            *w = w.saturating_sub(1);
             if *w == 0 {
-                ready.push(std::cmp::Reverse((pos[c as usize], c)));
+                ready.push(std::cmp::Reverse((rank[c as usize], c)));
             }
         }
     }
-    Some(file)
+    (file.len() == n).then_some(file)
 }
 
 /// Whether some sorted file makes onnxruntime run `target`.
@@ -558,7 +647,10 @@ impl<'g> Sim<'g> {
         let frees: Vec<bool> = graph
             .tensors
             .iter()
-            .map(|t| !t.graph_output && !(opts.inputs_live_whole_run && t.kind == TensorKind::GraphInput))
+            .map(|t| {
+                let kept_for_the_run = opts.inputs_live_whole_run && t.kind == TensorKind::GraphInput;
+                !t.graph_output && !kept_for_the_run
+            })
             .collect();
         let mut live = graph.input_bytes();
         for (i, t) in graph.tensors.iter().enumerate() {
@@ -817,13 +909,8 @@ impl Exact<'_, '_> {
             self.aborted = true;
             return None;
         }
-        let cands: Vec<u32> = self
-            .dag
-            .cands(q)
-            .iter()
-            .map(|&v| self.local[v as usize])
-            .filter(|&l| e >> l & 1 == 0)
-            .collect();
+        let cands: Vec<u32> =
+            self.dag.cands(q).iter().map(|&v| self.local[v as usize]).filter(|&l| e >> l & 1 == 0).collect();
         let mut best = (u64::MAX, ROOT);
         if cands.is_empty() {
             let step = if q == ROOT { 0 } else { self.sim.step_memory(q) };
@@ -832,9 +919,8 @@ impl Exact<'_, '_> {
             let global: Vec<u32> = cands.iter().map(|&l| self.global[l as usize]).collect();
             let local = &self.local;
             let anc = &self.anc;
-            let choosable = self.dag.choosable(&global, |a, b| {
-                anc[local[b as usize] as usize] >> local[a as usize] & 1 == 1
-            });
+            let choosable =
+                self.dag.choosable(&global, |a, b| anc[local[b as usize] as usize] >> local[a as usize] & 1 == 1);
             let choosable: Vec<u32> = choosable.iter().map(|&v| self.local[v as usize]).collect();
             for c in choosable {
                 let own = self.solve(self.global[c as usize], e)?;
@@ -904,17 +990,7 @@ fn exact(graph: &Graph, dag: &Dag, opts: &MemoryOptions, topo_order: &[OpId], de
             sim.apply(v);
         }
     }
-    let mut ex = Exact {
-        dag,
-        sim,
-        local,
-        global: kept,
-        anc,
-        memo: HashMap::new(),
-        deadline,
-        calls: 0,
-        aborted: false,
-    };
+    let mut ex = Exact { dag, sim, local, global: kept, anc, memo: HashMap::new(), deadline, calls: 0, aborted: false };
     ex.solve(ROOT, 0)?;
     let mut out = Vec::with_capacity(ex.global.len());
     ex.replay(ROOT, 0, &mut out)?;
@@ -1192,8 +1268,8 @@ mod tests {
             let order: Vec<OpId> = g.op_ids().collect();
             targets.push(order);
             for t in &targets {
-                let tree = file_order_impl(&g, &dag, t, false);
-                let forward = file_order_impl(&g, &dag, t, true);
+                let tree = file_order_impl(&g, &dag, t, false, &MemoryOptions::default());
+                let forward = file_order_impl(&g, &dag, t, true, &MemoryOptions::default());
                 assert_eq!(tree.is_some(), forward.is_some(), "case {case}");
             }
         }
