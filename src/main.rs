@@ -120,7 +120,7 @@ fn target_names() -> clap::builder::PossibleValuesParser {
             "runtimes that execute nodes in file order: onnxruntime with PRIORITY_BASED order, onnx2c, onnx-mlir, TensorRT's parser",
         ),
         PossibleValue::new("ort-default").help(
-            "onnxruntime with default settings, whose reverse depth-first order file order only steers: choose the best schedule it can reach and the file order that makes it run it",
+            "onnxruntime with default execution order and graph optimizations off (ORT_DISABLE_ALL), whose reverse depth-first order file order only steers: choose the best schedule it can reach and the file order that makes it run it. With optimizations on, fused nodes get new indices and the steering does not hold: reorder the model onnxruntime saves at level `extended` instead",
         ),
     ])
 }

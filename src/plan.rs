@@ -146,7 +146,6 @@ pub fn plan_with_progress(
     }
     let weight_bytes = weight_bytes(file, &sizes);
     let file_sorted = input_order.iter().enumerate().all(|(i, v)| v.index() == i);
-    let deadline = Instant::now() + opts.time_limit;
     let solve_opts =
         SolveOptions { memory: opts.memory, time_limit: opts.time_limit, method: opts.scheduler, progress };
     let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
@@ -167,18 +166,29 @@ pub fn plan_with_progress(
             (input_order.clone(), order.clone(), order, solution.method, solution.stats, solution.optimal)
         }
         Target::OrtDefault => {
-            let before_order = ort::predict(&graph);
-            let order = match opts.scheduler {
-                Scheduler::Input => before_order.clone(),
-                _ => ort::best_reachable(&graph, &opts.memory, deadline),
+            // What onnxruntime runs for the file as it is (an unsorted file
+            // is read in its own order, which a sorted file may not reproduce).
+            let before_order = ort::predict_for_file(&graph, &(0..graph.ops.len() as u32).map(OpId).collect::<Vec<_>>())
+                .unwrap_or_else(|| ort::predict(&graph));
+            let (order, method) = match opts.scheduler {
+                Scheduler::Input => (ort::predict(&graph), "ort-default of the input order".to_string()),
+                _ => {
+                    // Random restarts run until their deadline; past a few
+                    // seconds they rarely pay, so unless the user asks for
+                    // less, the search gets 5 s plus 10 ms per op.
+                    let budget = opts.time_limit.min(Duration::from_millis(5_000 + 10 * graph.ops.len() as u64));
+                    let found = ort::search(&graph, &opts.memory, Instant::now() + budget);
+                    let proof = if found.proved_best { ", proved best reachable" } else { "" };
+                    (found.order, format!("ort-reachable ({}{proof})", found.method))
+                }
             };
-            let file_order = ort::file_order_for(&graph, &order)
+            let file_order = ort::file_order_for_memory(&graph, &order, &opts.memory)
                 .ok_or_else(|| internal("no file order makes onnxruntime run the chosen schedule".into()))?;
             topo::check_order(&graph, &file_order).map_err(&internal)?;
             if ort::predict_for_file(&graph, &file_order).as_ref() != Some(&order) {
                 return Err(internal("the written file would not make onnxruntime run the chosen schedule".into()));
             }
-            (before_order, order, file_order, "ort-reachable".to_string(), SolveStats::default(), false)
+            (before_order, order, file_order, method, SolveStats::default(), false)
         }
     };
     let before = evaluate(&graph, &before_order, &opts.memory);
