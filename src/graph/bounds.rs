@@ -155,8 +155,10 @@ fn base_bound(graph: &Graph) -> u64 {
     graph.input_bytes().max(outputs)
 }
 
-/// LB2 (see the module doc for the proof), given the reachability relation.
-pub fn lower_bound(graph: &Graph, reach: &Reachability, opts: &MemoryOptions) -> LowerBound {
+/// LB2 of every op, indexed by op: the bytes that op's step holds in every
+/// order (see the module doc for the proof). The search uses it to prune;
+/// [`lower_bound`] takes its maximum.
+pub fn per_op(graph: &Graph, reach: &Reachability, opts: &MemoryOptions) -> Vec<u64> {
     let n = graph.ops.len();
     // extra[v]: bytes of tensors live across v in every order, v's own excluded.
     let mut extra = vec![0u64; n];
@@ -188,11 +190,18 @@ pub fn lower_bound(graph: &Graph, reach: &Reachability, opts: &MemoryOptions) ->
             }
         }
     }
+    graph
+        .op_ids()
+        .map(|v| (op_io_bytes(graph, v) + extra[v.index()]).saturating_sub(max_inplace_saving(graph, opts, v)))
+        .collect()
+}
+
+/// LB2: the largest [`per_op`] bound, the start and the end.
+pub fn lower_bound(graph: &Graph, reach: &Reachability, opts: &MemoryOptions) -> LowerBound {
     let mut best = LowerBound { bytes: base_bound(graph), at: None };
-    for v in graph.op_ids() {
-        let b = (op_io_bytes(graph, v) + extra[v.index()]).saturating_sub(max_inplace_saving(graph, opts, v));
+    for (i, b) in per_op(graph, reach, opts).into_iter().enumerate() {
         if b > best.bytes {
-            best = LowerBound { bytes: b, at: Some(v) };
+            best = LowerBound { bytes: b, at: Some(OpId(i as u32)) };
         }
     }
     best

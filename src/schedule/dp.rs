@@ -48,9 +48,9 @@
 
 use super::heuristics::Prepared;
 use super::{Groups, Order};
-use crate::graph::bounds::{BitSet, Reachability};
-use crate::graph::memory::{evaluate, max_inplace_saving, MemoryOptions};
-use crate::graph::{topo, Graph, OpId, TensorKind};
+use crate::graph::bounds::Reachability;
+use crate::graph::memory::{evaluate, MemoryOptions};
+use crate::graph::{topo, Graph, OpId};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -116,50 +116,6 @@ pub struct DpResult {
 /// Every op alone in its group, in file order.
 pub fn singletons(graph: &Graph) -> Groups {
     graph.op_ids().map(|v| vec![v]).collect()
-}
-
-/// LB2 of every op (the bound of [`crate::graph::bounds::lower_bound`],
-/// per op rather than its maximum): bytes that the op's step holds in
-/// every order.
-pub fn per_op_lower_bounds(graph: &Graph, reach: &Reachability, opts: &MemoryOptions) -> Vec<u64> {
-    let n = graph.ops.len();
-    let mut extra = vec![0u64; n];
-    for t in &graph.tensors {
-        if t.bytes == 0 {
-            continue;
-        }
-        let is_input = t.kind == TensorKind::GraphInput;
-        let stays_to_end = t.graph_output || (is_input && opts.inputs_live_whole_run);
-        let mut across = match (t.producer, is_input) {
-            (Some(p), _) => reach.descendants[p.index()].clone(),
-            (None, true) => {
-                let mut all = BitSet::new(n);
-                (0..n).for_each(|i| all.insert(i));
-                all
-            }
-            (None, false) => continue,
-        };
-        if !stays_to_end {
-            let mut before_a_consumer = BitSet::new(n);
-            for &c in &t.consumers {
-                before_a_consumer.union_with(&reach.ancestors[c.index()]);
-            }
-            across.intersect_with(&before_a_consumer);
-        }
-        for v in across.iter() {
-            if !t.consumers.iter().any(|c| c.index() == v) {
-                extra[v] += t.bytes;
-            }
-        }
-    }
-    graph
-        .op_ids()
-        .map(|v| {
-            let op = graph.op(v);
-            let io: u64 = op.inputs.iter().chain(&op.outputs).map(|&t| graph.tensor(t).bytes).sum();
-            (io + extra[v.index()]).saturating_sub(max_inplace_saving(graph, opts, v))
-        })
-        .collect()
 }
 
 /// Identity hasher for keys that are already uniformly random (Zobrist).
@@ -479,7 +435,7 @@ pub fn solve(
     // Static bound of each group: the largest LB2 of its ops; groups sorted
     // by it, largest first, for h(S) = max over groups not yet run.
     let reach = Reachability::new(graph, &topo_order);
-    let op_lb = per_op_lower_bounds(graph, &reach, opts);
+    let op_lb = crate::graph::bounds::per_op(graph, &reach, opts);
     let group_lb: Vec<u64> =
         model.groups.iter().map(|g| g.iter().map(|&v| op_lb[v as usize]).max().unwrap_or(0)).collect();
     let mut by_lb: Vec<usize> = (0..ng).collect();
