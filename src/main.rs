@@ -290,7 +290,11 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
         eprint!("{}", report::summary(&in_name, &plan));
     }
     if let Some(path) = &cli.plot {
-        let title = format!("{in_name}: live activation memory");
+        let short = match &from {
+            Location::File(p) => p.file_name().map_or(in_name.clone(), |n| n.to_string_lossy().to_string()),
+            Location::Std => in_name.clone(),
+        };
+        let title = format!("{short}: live activation memory");
         let svg = plot::svg(&title, &plan.before, &plan.after, plan.lower_bound.bytes)?;
         std::fs::write(path, svg).map_err(|e| format!("cannot write plot {}: {e}", path.display()))?;
     }

@@ -27,7 +27,8 @@ fn peak_point(p: &Profile, scale: f64) -> (f64, f64) {
     (p.peak_step.map_or(0.0, |s| (s + 1) as f64), p.peak as f64 / scale)
 }
 
-/// Renders the SVG as a string.
+/// Renders the SVG as a string. The y axis leaves room above the highest
+/// curve for the legend, so it never hides a peak marker.
 pub fn svg(title: &str, before: &Profile, after: &Profile, lower_bound: u64) -> Result<String, String> {
     let err = |e: &dyn std::fmt::Display| format!("cannot draw the plot: {e}");
     let max = before.peak.max(after.peak).max(lower_bound).max(1);
@@ -42,11 +43,12 @@ pub fn svg(title: &str, before: &Profile, after: &Profile, lower_bound: u64) -> 
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(72)
-            .build_cartesian_2d(0f64..steps, 0f64..(max as f64 / scale) * 1.08)
+            .build_cartesian_2d(0f64..steps, 0f64..(max as f64 / scale) * 1.3)
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
             .x_desc("step (node in execution order)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc(format!("live activations ({unit})"))
             .light_line_style(WHITE.mix(0.0))
             .draw()
