@@ -46,12 +46,25 @@ def roundtrip_seconds(path):
         return time.perf_counter() - t
 
 
+def tract_peak(example, path):
+    """Peak of tract's own order (examples/tract_order.rs), '-' when unavailable."""
+    if not example or not os.path.exists(example):
+        return "-"
+    proc = subprocess.run([example, path], capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("tract_peak_bytes "):
+            return fmt_bytes(int(line.split()[1]))
+    return "-"
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("paths", nargs="*")
     ap.add_argument("--tool", default=os.path.join(root, "target", "release", "onnx-memsched"))
+    ap.add_argument("--tract-example", default=os.path.join(root, "target", "release", "examples", "tract_order"),
+                    help="the tract_order example binary (column 'tract order'; '-' if absent)")
     ap.add_argument("--time-limit", type=float, default=None)
     ap.add_argument("--extra", default="", help="extra arguments for the tool, space separated")
     args = ap.parse_args()
@@ -65,8 +78,8 @@ def main():
     failures = 0
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
           f"date: {datetime.date.today()}; tool: {args.tool}\n")
-    print("| model | nodes | after fusion | input order | ort default (dfs) | best heuristic | ours | lower bound | optimal / gap | tool s | onnx load+save s | tool / load+save |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+    print("| model | nodes | after fusion | input order | ort default (dfs) | tract order | best heuristic | ours | lower bound | optimal / gap | tool s | onnx load+save s | tool / load+save |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
     for m in models:
         name = os.path.splitext(os.path.basename(m))[0]
         with tempfile.TemporaryDirectory() as d:
@@ -93,7 +106,7 @@ def main():
         if isinstance(dfs, int):
             red_ort.append(dfs / ours)
         print(f"| {name} | {r['nodes']} | {r.get('nodes_after_fusion', '-')} | {fmt_bytes(r['peak_bytes_before'])} | "
-              f"{fmt_bytes(dfs) if isinstance(dfs, int) else '-'} | {fmt_bytes(best)} ({best_name}) | {fmt_bytes(ours)} | "
+              f"{fmt_bytes(dfs) if isinstance(dfs, int) else '-'} | {tract_peak(args.tract_example, m)} | {fmt_bytes(best)} ({best_name}) | {fmt_bytes(ours)} | "
               f"{fmt_bytes(lb)} | {verdict} | {wall:.3f} | {'-' if rt is None else f'{rt:.4f}'} | "
               f"{'-' if rt is None else f'{wall / rt:.1f}x'} |")
         sys.stdout.flush()
