@@ -156,6 +156,17 @@ pub enum SizeError {
 /// the rest is filled at once (each round re-runs tract's analysis).
 const MAX_INJECTION_ROUNDS: usize = 8;
 
+/// Names of the graph's initializers, dense and sparse: weights, never
+/// graph inputs even when the file also lists them as inputs.
+pub(crate) fn initializer_names(graph: &pb::GraphProto) -> HashSet<&str> {
+    graph
+        .initializer
+        .iter()
+        .map(|t| t.name())
+        .chain(graph.sparse_initializer.iter().filter_map(|s| s.values.as_ref()).map(|t| t.name()))
+        .collect()
+}
+
 fn more_text(more: usize) -> String {
     match more {
         0 => String::new(),
@@ -176,18 +187,7 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
             });
         }
     }
-    let init_names: HashSet<&str> = graph
-        .initializer
-        .iter()
-        .map(|t| t.name())
-        .chain(
-            graph
-                .sparse_initializer
-                .iter()
-                .filter_map(|s| s.values.as_ref())
-                .map(|t| t.name()),
-        )
-        .collect();
+    let init_names = initializer_names(graph);
     let real_inputs: Vec<&pb::ValueInfoProto> = graph
         .input
         .iter()

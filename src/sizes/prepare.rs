@@ -271,18 +271,7 @@ pub(crate) fn prepare(
     };
     let mut defined: HashSet<String> = HashSet::new();
 
-    let init_names: HashSet<&str> = graph
-        .initializer
-        .iter()
-        .map(|t| t.name())
-        .chain(
-            graph
-                .sparse_initializer
-                .iter()
-                .filter_map(|s| s.values.as_ref())
-                .map(|t| t.name()),
-        )
-        .collect();
+    let init_names = super::initializer_names(graph);
     for vi in &graph.input {
         if init_names.contains(vi.name()) {
             continue;
