@@ -111,3 +111,45 @@ fn enumeration_finds_every_order_of_a_diamond() {
     );
     assert_eq!(all_orders(&g).len(), 2);
 }
+
+/// LB3 at op `v` is exactly the least memory `v`'s step can have over all
+/// orders (without in-place reuse every admissible set of earlier ops is the
+/// prefix of some order), so it equals brute force op by op.
+#[test]
+fn the_cut_bound_of_each_op_is_its_least_step_over_all_orders() {
+    use onnx_memsched::graph::bounds::per_op;
+    use onnx_memsched::graph::cut::{cut_bound, op_cut, CutScratch};
+    let mut rng = Rng::new(23);
+    let mut above_lb2 = 0;
+    for case in 0..1200 {
+        let n = 1 + rng.below(8) as usize;
+        let graph = random_graph(&mut rng, n);
+        let order: Vec<OpId> = graph.op_ids().collect();
+        let reach = Reachability::new(&graph, &order);
+        let orders = all_orders(&graph);
+        for opts in all_memory_options() {
+            let lb2 = per_op(&graph, &reach, &opts);
+            let mut scratch = CutScratch::default();
+            let (best, _) = brute_force(&graph, &opts);
+            for v in graph.op_ids() {
+                let lb3 = lb2[v.index()] + op_cut(&graph, &reach, &opts, v, &mut scratch);
+                let least = orders
+                    .iter()
+                    .map(|o| evaluate(&graph, o, &opts).steps[o.iter().position(|&u| u == v).unwrap()])
+                    .min()
+                    .unwrap();
+                if opts.inplace {
+                    assert!(lb3 <= least, "case {case} {opts:?} op {v:?}: LB3 {lb3} > least step {least}");
+                } else {
+                    assert_eq!(lb3, least, "case {case} {opts:?} op {v:?}\n{graph:#?}");
+                }
+                above_lb2 += usize::from(lb3 > lb2[v.index()]);
+            }
+            let steps = vec![u64::MAX; graph.ops.len()];
+            let floor = lower_bound(&graph, &reach, &opts).bytes;
+            let lb3 = cut_bound(&graph, &reach, &opts, &steps, floor, None);
+            assert!(lb3.complete && floor <= lb3.bytes && lb3.bytes <= best, "case {case} {opts:?}");
+        }
+    }
+    assert!(above_lb2 > 500, "the cut raised LB2 at only {above_lb2} ops");
+}

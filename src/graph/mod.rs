@@ -10,6 +10,7 @@
 
 pub mod bounds;
 pub mod build;
+pub mod cut;
 pub mod memory;
 pub mod topo;
 

@@ -269,6 +269,12 @@ impl<'p, 'g> GroupModel<'p, 'g> {
     /// Running group `c` from the state `set` with `live` bytes live:
     /// (largest step memory, live bytes after, bytes freed).
     pub fn simulate(&self, set: &[u64], c: usize, live: u64) -> (u64, u64) {
+        self.simulate_by(|g| Self::has(set, g), c, live)
+    }
+
+    /// [`Self::simulate`] with the state given as a membership test on groups.
+    #[inline]
+    pub fn simulate_by(&self, has: impl Fn(usize) -> bool, c: usize, live: u64) -> (u64, u64) {
         let p = self.p;
         let mut live = live;
         let mut peak = 0;
@@ -282,7 +288,7 @@ impl<'p, 'g> GroupModel<'p, 'g> {
                         return true;
                     }
                     let gu = self.group_of[u] as usize;
-                    Self::has(set, gu) || (gu == c && self.pos[u] < my_pos)
+                    has(gu) || (gu == c && self.pos[u] < my_pos)
                 })
             });
             peak = peak.max(live + p.alloc[v] - reuse);

@@ -16,17 +16,22 @@
 //!    and the part's share of the global bound.
 //! 3. **Per bottleneck part**, until it is proved or the time is up: the
 //!    exact method for parallel chains ([`chains`]) when the part has that
-//!    shape, else fusion ([`fusion::fuse`]) and the exact DP ([`dp::solve`])
-//!    with the part's incumbent as budget, then the ILP ([`ilp::solve`]) on
-//!    small fused parts the DP gave up on, then beam searches of growing
-//!    width ([`dp::beam`]) as an anytime improvement.
+//!    shape; else fusion ([`fusion::fuse`]), band searches of widths 4 to 24
+//!    around the incumbent ([`band`]: linear-time DP in a moving band, which
+//!    gives the exact searches a tight budget and improves parts far too big
+//!    for them), the cut bound LB3 ([`crate::graph::cut`]) where LB2 falls
+//!    short, the exact DP ([`dp::solve`]) with the part's incumbent as
+//!    budget, the ILP ([`ilp::solve`]) on small fused parts the DP gave up
+//!    on; then, as anytime work, wider bands and beam searches of growing
+//!    width ([`dp::beam`]).
 //!
 //! The result is always the best order found, checked to be topological and
 //! re-evaluated with [`evaluate`]; `optimal` is true only when the peak meets
 //! the lower bound or an exact method proved the bottleneck part.
 
-use super::{chains, decompose, dp, fusion, heuristics, ilp, Order, Scheduler};
+use super::{band, chains, decompose, dp, fusion, heuristics, ilp, Order, Scheduler};
 use crate::graph::bounds::{lb1, lower_bound, Reachability};
+use crate::graph::cut::cut_bound;
 use crate::graph::memory::{evaluate, MemoryOptions};
 use crate::graph::{topo, Graph, OpId};
 use std::time::{Duration, Instant};
@@ -39,6 +44,14 @@ const DP_MAX_GROUPS: usize = 20_000;
 const ILP_MAX_GROUPS: usize = 60;
 /// Memory the DP may use for its states, in bytes.
 const DP_MEMORY: usize = 512 << 20;
+/// Band widths grow by this step ([`band`]).
+const BAND_STEP: usize = 4;
+/// Widths tried before the exact searches; wider ones are anytime work.
+const FIRST_BAND_WIDTH: usize = 24;
+/// States a band layer keeps.
+const BAND_MAX_LAYER: usize = 100_000;
+/// States a band pass may store (8 bytes each).
+const BAND_MAX_STATES: usize = 40_000_000;
 
 /// What to solve and how.
 #[derive(Clone, Copy)]
@@ -301,6 +314,7 @@ struct PartWork {
     /// Nothing more to try on it.
     exhausted: bool,
     exact_tried: bool,
+    band_width: usize,
     beam_width: usize,
     groups: Option<super::Groups>,
     method: String,
@@ -352,6 +366,7 @@ where
             proved,
             exhausted: proved,
             exact_tried: false,
+            band_width: BAND_STEP,
             beam_width: 16,
             groups: None,
             method: if trivial { "trivial".to_string() } else { method },
@@ -469,23 +484,32 @@ fn improve_part(
         }
         let groups = fusion::fuse(pg, popts);
         say(&format!("part {index}: {} ops -> {} groups after fusion", pg.ops.len(), groups.len()));
-        // A narrow beam first: a better incumbent is a tighter DP budget.
-        if let Some((order, peak)) = dp::beam(pg, &groups, popts, w.beam_width, Some(deadline)) {
-            if peak < w.peak && topo::check_order(pg, &order).is_ok() {
-                say(&format!(
-                    "part {index}: beam width {} improved the peak to {} B",
-                    w.beam_width,
-                    part.constant + peak
-                ));
-                w.order = order;
-                w.peak = peak;
-                w.method = "beam".to_string();
-            }
+        // Band searches of growing width: linear in the part's size, they
+        // give the DP a tight budget and improve parts far too big for it.
+        let band_deadline = now + deadline.saturating_duration_since(now).mul_f64(0.2);
+        while w.band_width <= FIRST_BAND_WIDTH && Instant::now() < band_deadline {
+            band_round(pg, &groups, popts, w, band_deadline, part.constant, say, index);
         }
-        w.beam_width *= 4;
         if w.peak <= w.lb {
             w.proved = true;
             w.exhausted = true;
+            w.groups = Some(groups);
+            return;
+        }
+        // The cut bound (LB3) where LB2 is short of the new peak.
+        let cut_deadline = Instant::now() + deadline.saturating_duration_since(Instant::now()).mul_f64(0.2);
+        if let Some(lb3) = cut_lower_bound(pg, &w.order, popts, w.lb, cut_deadline) {
+            if lb3 > w.lb {
+                say(&format!("part {index}: cut bound raises the lower bound to {} B", part.constant + lb3));
+                w.lb = lb3;
+            }
+        }
+        if w.peak <= w.lb {
+            w.proved = true;
+            w.exhausted = true;
+            if !w.method.contains("proved") {
+                w.method = format!("{} (proved by the cut bound)", w.method);
+            }
             w.groups = Some(groups);
             return;
         }
@@ -554,8 +578,12 @@ fn improve_part(
         w.groups = Some(groups);
         return;
     }
-    // Anytime: beam searches of growing width.
+    // Anytime: wider bands, then beam searches of growing width.
     let groups = w.groups.clone().unwrap_or_else(|| dp::singletons(pg));
+    if w.band_width <= band::MAX_WIDTH {
+        band_round(pg, &groups, popts, w, deadline, part.constant, say, index);
+        return;
+    }
     if w.beam_width > 1 << 14 {
         w.exhausted = true;
         return;
@@ -574,4 +602,58 @@ fn improve_part(
             }
         }
     }
+}
+
+/// One band search ([`band::improve`]) at the part's next width.
+#[allow(clippy::too_many_arguments)]
+fn band_round(
+    pg: &Graph,
+    groups: &super::Groups,
+    popts: &MemoryOptions,
+    w: &mut PartWork,
+    deadline: Instant,
+    constant: u64,
+    say: &dyn Fn(&str),
+    index: usize,
+) {
+    let width = w.band_width;
+    w.band_width += BAND_STEP;
+    let limits = band::BandLimits {
+        width,
+        max_layer: BAND_MAX_LAYER,
+        max_states: BAND_MAX_STATES,
+        deadline: Some(deadline),
+    };
+    let (order, peak, stats) = band::improve(pg, groups, popts, &w.order, &limits);
+    if peak < w.peak && topo::check_order(pg, &order).is_ok() {
+        say(&format!(
+            "part {index}: band width {width} improved the peak to {} B ({} passes, {} states)",
+            constant + peak,
+            stats.passes,
+            stats.states
+        ));
+        w.order = order;
+        w.peak = peak;
+        w.method = "band".to_string();
+        if w.peak <= w.lb {
+            w.proved = true;
+            w.exhausted = true;
+        }
+    }
+}
+
+/// LB3 ([`cut_bound`]) of a graph, using the steps of `order` to skip ops
+/// that cannot raise `floor`; `None` where reachability is too large.
+fn cut_lower_bound(graph: &Graph, order: &[OpId], mem: &MemoryOptions, floor: u64, deadline: Instant) -> Option<u64> {
+    if graph.ops.len() > LB2_MAX_OPS {
+        return None;
+    }
+    let topo_order = topo::stable_order(graph).ok()?;
+    let reach = Reachability::new(graph, &topo_order);
+    let profile = evaluate(graph, order, mem);
+    let mut steps = vec![0u64; graph.ops.len()];
+    for (s, v) in order.iter().enumerate() {
+        steps[v.index()] = profile.steps[s];
+    }
+    Some(cut_bound(graph, &reach, mem, &steps, floor, Some(deadline)).bytes)
 }

@@ -3,6 +3,7 @@
 //! Each scheduler is named on the command line by `--scheduler NAME`; see
 //! [`Scheduler`]. They see only the [`Graph`], never ONNX.
 
+pub mod band;
 pub mod chains;
 pub mod decompose;
 pub mod dp;

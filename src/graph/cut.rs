@@ -1,0 +1,363 @@
+//! LB3, the cut bound: for each op, the least memory its step can hold over
+//! *all* sets of ops that may have run before it, found as a minimum cut.
+//!
+//! LB2 ([`super::bounds`]) counts only the tensors live across an op in every
+//! order. Where the ops that may run before or after `v` are many (graphs
+//! with random local wiring, NAS cells), most tensors are live across `v` in
+//! *some* orders but not others, and LB2 is weak. LB3 asks instead: which set
+//! of ops run before `v` leaves the least memory live, and charges that.
+//!
+//! ## Why LB3 holds
+//!
+//! Fix an op `v` and any topological order; let `I` be the set of ops before
+//! `v`. `I` is *closed under predecessors* (an ideal), contains every
+//! ancestor of `v`, and contains neither `v` nor a descendant of `v`. The
+//! memory at `v`'s step is `live(I)` plus `v`'s outputs (less an in-place
+//! saving), where a tensor `t` is in `live(I)` iff it has been allocated (its
+//! producer is in `I`, or it is a graph input) and is not yet freed (it is
+//! never freed, or one of its consumers is outside `I`). So the peak of every
+//! order is at least
+//!
+//! ```text
+//! min over ideals I with anc(v) ⊆ I, I ∩ (desc(v) ∪ {v}) = ∅ of live(I)
+//! ```
+//!
+//! plus `v`'s outputs, for every `v`. Within ideals, "a consumer of `t` is
+//! outside `I`" implies "the producer of `t` is inside or `t` is a graph
+//! input" only when the producer is in `I`; the cost of `t` is therefore
+//! `bytes(t) · (x_p − min_c x_c)` with `x_u = [u ∈ I]`, a submodular function
+//! of `x`. It is minimised exactly by an s–t minimum cut (`s` side = `I`):
+//!
+//! * every ancestor of `v` is joined to `s`, `v` and its descendants to `t`
+//!   (both with infinite capacity), so only the ops *incomparable* with `v`
+//!   are free: the network is small where LB2 is already tight;
+//! * an infinite arc `w → u` for each predecessor `u` of a free op `w` keeps
+//!   `I` closed (cutting it would put `w` in `I` without `u`);
+//! * a tensor with one free consumer `c` is an arc `p → c` of its bytes
+//!   (cut exactly when `p ∈ I` and `c ∉ I`); one with several free consumers
+//!   gets an auxiliary node `y` with `p → y` of its bytes and infinite arcs
+//!   `y → c` (the cut puts `y` on the `s` side only when every `c` is there);
+//!   one that is never freed, or has a consumer that is `v` or a descendant,
+//!   costs its bytes whenever `p ∈ I`: an arc `p → t`.
+//!
+//! Tensors whose cost does not depend on `I` (producer an ancestor and a
+//! consumer `v` or a descendant, or never freed) are exactly LB2's, so
+//! `LB3(v) = LB2(v) + maxflow(v)` and LB3 is never weaker than LB2.
+//!
+//! The bound for `v` is at most the memory at `v`'s step in any known order,
+//! so [`cut_bound`] evaluates ops from the largest such step down and stops
+//! when no op left can raise the bound.
+
+use super::bounds::{per_op, Reachability};
+use super::memory::MemoryOptions;
+use super::{Graph, OpId, TensorKind};
+use std::time::Instant;
+
+const INF: u64 = u64::MAX / 4;
+
+/// A flow network for Dinic's algorithm: arcs stored in pairs (`e`, `e ^ 1`).
+#[derive(Default)]
+struct Network {
+    adj: Vec<Vec<u32>>,
+    to: Vec<u32>,
+    cap: Vec<u64>,
+    level: Vec<u32>,
+    next: Vec<u32>,
+}
+
+impl Network {
+    fn reset(&mut self, nodes: usize) {
+        for a in self.adj.iter_mut().take(nodes) {
+            a.clear();
+        }
+        if self.adj.len() < nodes {
+            self.adj.resize_with(nodes, Vec::new);
+        }
+        self.adj.truncate(nodes);
+        self.to.clear();
+        self.cap.clear();
+    }
+
+    fn add_node(&mut self) -> u32 {
+        self.adj.push(Vec::new());
+        (self.adj.len() - 1) as u32
+    }
+
+    fn arc(&mut self, from: u32, to: u32, cap: u64) {
+        if from == to || cap == 0 {
+            return;
+        }
+        let e = self.to.len() as u32;
+        self.to.push(to);
+        self.cap.push(cap);
+        self.to.push(from);
+        self.cap.push(0);
+        self.adj[from as usize].push(e);
+        self.adj[to as usize].push(e + 1);
+    }
+
+    /// The maximum flow from `s` to `t`, stopping early once it reaches
+    /// `limit`.
+    fn max_flow(&mut self, s: u32, t: u32, limit: u64) -> u64 {
+        let n = self.adj.len();
+        let mut flow = 0u64;
+        let mut queue = Vec::with_capacity(n);
+        let mut stack: Vec<u32> = Vec::new();
+        loop {
+            // Levels by breadth-first search over arcs with capacity left.
+            self.level.clear();
+            self.level.resize(n, u32::MAX);
+            self.level[s as usize] = 0;
+            queue.clear();
+            queue.push(s);
+            let mut head = 0;
+            while head < queue.len() {
+                let u = queue[head] as usize;
+                head += 1;
+                for &e in &self.adj[u] {
+                    let w = self.to[e as usize] as usize;
+                    if self.cap[e as usize] > 0 && self.level[w] == u32::MAX {
+                        self.level[w] = self.level[u] + 1;
+                        queue.push(w as u32);
+                    }
+                }
+            }
+            if self.level[t as usize] == u32::MAX {
+                return flow;
+            }
+            // Blocking flow by iterative depth-first search; `stack` holds
+            // the arcs of the current path from `s`.
+            self.next.clear();
+            self.next.resize(n, 0);
+            loop {
+                let u = stack.last().map_or(s, |&e| self.to[e as usize]) as usize;
+                if u == t as usize {
+                    let push = stack.iter().map(|&e| self.cap[e as usize]).min().unwrap_or(0);
+                    for &e in &stack {
+                        self.cap[e as usize] -= push;
+                        self.cap[(e ^ 1) as usize] += push;
+                    }
+                    flow = flow.saturating_add(push);
+                    if flow >= limit {
+                        return flow;
+                    }
+                    // Back up to just before the first saturated arc.
+                    let keep = stack.iter().position(|&e| self.cap[e as usize] == 0).unwrap_or(stack.len());
+                    stack.truncate(keep);
+                    continue;
+                }
+                let mut advanced = false;
+                while (self.next[u] as usize) < self.adj[u].len() {
+                    let e = self.adj[u][self.next[u] as usize];
+                    let w = self.to[e as usize] as usize;
+                    if self.cap[e as usize] > 0 && self.level[w] == self.level[u] + 1 {
+                        stack.push(e);
+                        advanced = true;
+                        break;
+                    }
+                    self.next[u] += 1;
+                }
+                if !advanced {
+                    // Dead end: no arc from `u` leads on; retreat.
+                    self.level[u] = u32::MAX;
+                    match stack.pop() {
+                        Some(e) => {
+                            let p = self.to[(e ^ 1) as usize] as usize;
+                            self.next[p] += 1;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reusable buffers for [`op_cut`].
+#[derive(Default)]
+pub struct CutScratch {
+    net: Network,
+    node_of: Vec<u32>,
+    seen_tensor: Vec<u32>,
+    stamp: u32,
+}
+
+/// Where an op sits relative to `v` in the cut.
+#[derive(Clone, Copy)]
+enum Side {
+    Before,
+    After,
+    Free(u32),
+}
+
+/// The bytes above LB2 that `v`'s step holds in every order: the maximum
+/// flow of the network in the module doc.
+pub fn op_cut(graph: &Graph, reach: &Reachability, opts: &MemoryOptions, v: OpId, scratch: &mut CutScratch) -> u64 {
+    let n = graph.ops.len();
+    let vi = v.index();
+    const S: u32 = 0;
+    const T: u32 = 1;
+    let net = &mut scratch.net;
+    net.reset(2);
+    scratch.node_of.resize(n, u32::MAX);
+    let free: Vec<usize> = (0..n)
+        .filter(|&u| u != vi && !reach.ancestors[vi].contains(u) && !reach.descendants[vi].contains(u))
+        .collect();
+    if free.is_empty() {
+        return 0;
+    }
+    for &u in &free {
+        scratch.node_of[u] = net.add_node();
+    }
+    let side = |node_of: &[u32], u: OpId| -> Side {
+        let i = u.index();
+        if reach.ancestors[vi].contains(i) {
+            Side::Before
+        } else if i == vi || reach.descendants[vi].contains(i) {
+            Side::After
+        } else {
+            Side::Free(node_of[i])
+        }
+    };
+    // Closure: a free op in I forces its free predecessors into I.
+    for &w in &free {
+        for u in graph.predecessors(OpId(w as u32)) {
+            if let Side::Free(nu) = side(&scratch.node_of, u) {
+                net.arc(scratch.node_of[w], nu, INF);
+            }
+        }
+    }
+    // Tensors read or written by a free op.
+    scratch.stamp = scratch.stamp.wrapping_add(1);
+    if scratch.stamp == 0 {
+        scratch.seen_tensor.iter_mut().for_each(|s| *s = 0);
+        scratch.stamp = 1;
+    }
+    scratch.seen_tensor.resize(graph.tensors.len(), 0);
+    let mut free_consumers = Vec::new();
+    for &w in &free {
+        let op = graph.op(OpId(w as u32));
+        for &t in op.inputs.iter().chain(&op.outputs) {
+            if scratch.seen_tensor[t.index()] == scratch.stamp {
+                continue;
+            }
+            scratch.seen_tensor[t.index()] = scratch.stamp;
+            let tensor = graph.tensor(t);
+            if tensor.bytes == 0 || tensor.kind == TensorKind::Weight {
+                continue;
+            }
+            let from = match tensor.producer {
+                None => S,
+                Some(p) => match side(&scratch.node_of, p) {
+                    Side::Before => S,
+                    Side::After => continue,
+                    Side::Free(np) => np,
+                },
+            };
+            let never_freed = tensor.graph_output || (tensor.kind == TensorKind::GraphInput && opts.inputs_live_whole_run);
+            if tensor.consumers.is_empty() && !never_freed {
+                continue; // freed at once after its producer
+            }
+            free_consumers.clear();
+            let mut one_after = never_freed;
+            for &c in &tensor.consumers {
+                match side(&scratch.node_of, c) {
+                    Side::Before => {}
+                    Side::After => one_after = true,
+                    Side::Free(nc) => free_consumers.push(nc),
+                }
+            }
+            if one_after {
+                // Live whenever produced; a constant (LB2's) if `from` is s.
+                if from != S {
+                    net.arc(from, T, tensor.bytes);
+                }
+                continue;
+            }
+            free_consumers.sort_unstable();
+            free_consumers.dedup();
+            match free_consumers.len() {
+                0 => {}
+                1 => net.arc(from, free_consumers[0], tensor.bytes),
+                _ => {
+                    let y = net.add_node();
+                    net.arc(from, y, tensor.bytes);
+                    for &c in &free_consumers {
+                        net.arc(y, c, INF);
+                    }
+                }
+            }
+        }
+    }
+    for &u in &free {
+        scratch.node_of[u] = u32::MAX;
+    }
+    net.max_flow(S, T, INF)
+}
+
+/// LB3 and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutBound {
+    /// Bytes no schedule can go below (at least LB2).
+    pub bytes: u64,
+    /// The op whose step gives the bound (`None`: LB2's start or end term).
+    pub at: Option<OpId>,
+    /// Ops whose cut was computed.
+    pub ops_cut: usize,
+    /// Whether every op that could raise the bound was tried.
+    pub complete: bool,
+}
+
+/// LB3: the largest `LB2(v) + cut(v)` over ops `v`, with LB2's start and end
+/// terms (`floor`, normally LB2 itself).
+///
+/// `steps[v]` must be an upper bound on `v`'s step in some order (the memory
+/// at `v`'s step of a known schedule): ops are tried from the largest down
+/// and the search stops when none left can beat the bound, or at `deadline`.
+pub fn cut_bound(
+    graph: &Graph,
+    reach: &Reachability,
+    opts: &MemoryOptions,
+    steps: &[u64],
+    floor: u64,
+    deadline: Option<Instant>,
+) -> CutBound {
+    let lb2 = per_op(graph, reach, opts);
+    let mut best = CutBound { bytes: floor, at: None, ops_cut: 0, complete: true };
+    let mut candidates: Vec<usize> = (0..graph.ops.len()).collect();
+    candidates.sort_by_key(|&v| std::cmp::Reverse(steps[v]));
+    let mut scratch = CutScratch::default();
+    for v in candidates {
+        if steps[v] <= best.bytes {
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            best.complete = false;
+            break;
+        }
+        let b = lb2[v] + op_cut(graph, reach, opts, OpId(v as u32), &mut scratch);
+        best.ops_cut += 1;
+        if b > best.bytes {
+            best.bytes = b;
+            best.at = Some(OpId(v as u32));
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_flow_of_a_small_network() {
+        let mut net = Network::default();
+        net.reset(4);
+        net.arc(0, 2, 3);
+        net.arc(0, 3, 2);
+        net.arc(2, 3, 5);
+        net.arc(2, 1, 2);
+        net.arc(3, 1, 3);
+        assert_eq!(net.max_flow(0, 1, INF), 5);
+    }
+}
