@@ -153,3 +153,35 @@ fn the_cut_bound_of_each_op_is_its_least_step_over_all_orders() {
     }
     assert!(above_lb2 > 500, "the cut raised LB2 at only {above_lb2} ops");
 }
+
+/// LB4 over any few ops never exceeds the optimum; over all ops (without
+/// in-place reuse) it is the exact DP and equals it.
+#[test]
+fn the_joint_bound_is_exact_over_all_ops_and_safe_over_some() {
+    use onnx_memsched::graph::cut::joint_bound;
+    let mut rng = Rng::new(41);
+    let mut above_lb3 = 0;
+    for case in 0..1200 {
+        let n = 1 + rng.below(8) as usize;
+        let graph = random_graph(&mut rng, n);
+        let order: Vec<OpId> = graph.op_ids().collect();
+        let reach = Reachability::new(&graph, &order);
+        for opts in all_memory_options() {
+            let (best, _) = brute_force(&graph, &opts);
+            let all = joint_bound(&graph, &reach, &opts, &order, u64::MAX, None).unwrap();
+            let floor = lower_bound(&graph, &reach, &opts).bytes.max(all);
+            assert!(floor <= best, "case {case} {opts:?}: LB4 {all} > optimum {best}");
+            if !opts.inplace {
+                // The start (graph inputs before any op) is not an op's step.
+                assert_eq!(all.max(graph.input_bytes()), best, "case {case} {opts:?}\n{graph:#?}");
+            }
+            let some: Vec<OpId> = order.iter().copied().filter(|_| rng.chance(50)).collect();
+            let part = joint_bound(&graph, &reach, &opts, &some, u64::MAX, None).unwrap();
+            assert!(part <= best, "case {case} {opts:?} ops {some:?}: LB4 {part} > optimum {best}");
+            let steps = vec![u64::MAX; graph.ops.len()];
+            let lb3 = onnx_memsched::graph::cut::cut_bound(&graph, &reach, &opts, &steps, 0, None).bytes;
+            above_lb3 += usize::from(part > lb3);
+        }
+    }
+    assert!(above_lb3 > 20, "LB4 beat LB3 only {above_lb3} times");
+}

@@ -48,7 +48,8 @@
 //! so [`cut_bound`] evaluates ops from the largest such step down and stops
 //! when no op left can raise the bound.
 
-use super::bounds::{per_op, Reachability};
+use super::bounds::{per_op, BitSet, Reachability};
+use super::memory::{evaluate, max_inplace_saving};
 use super::memory::MemoryOptions;
 use super::{Graph, OpId, TensorKind};
 use std::time::Instant;
@@ -193,6 +194,49 @@ enum Side {
 /// The bytes above LB2 that `v`'s step holds in every order: the maximum
 /// flow of the network in the module doc.
 pub fn op_cut(graph: &Graph, reach: &Reachability, opts: &MemoryOptions, v: OpId, scratch: &mut CutScratch) -> u64 {
+    flow_network(graph, reach, opts, v, scratch).0
+}
+
+/// A least-memory set of ops to run before `v` (the source side of a
+/// minimum cut): `v`'s ancestors and some ops incomparable with it, closed
+/// under predecessors. Running it, then `v`, gives `v`'s step exactly
+/// `LB3(v)` bytes (without in-place reuse).
+pub fn op_cut_ideal(
+    graph: &Graph,
+    reach: &Reachability,
+    opts: &MemoryOptions,
+    v: OpId,
+    scratch: &mut CutScratch,
+) -> Vec<OpId> {
+    let (_, free) = flow_network(graph, reach, opts, v, scratch);
+    let net = &scratch.net;
+    let mut seen = vec![false; net.adj.len()];
+    let mut stack = vec![0u32];
+    seen[0] = true;
+    while let Some(u) = stack.pop() {
+        for &e in &net.adj[u as usize] {
+            let w = net.to[e as usize];
+            if net.cap[e as usize] > 0 && !seen[w as usize] {
+                seen[w as usize] = true;
+                stack.push(w);
+            }
+        }
+    }
+    let mut ideal: Vec<OpId> = reach.ancestors[v.index()].iter().map(|u| OpId(u as u32)).collect();
+    ideal.extend(free.iter().enumerate().filter(|&(i, _)| seen[i + 2]).map(|(_, &u)| OpId(u as u32)));
+    ideal.sort_unstable();
+    ideal
+}
+
+/// Builds the network of `v` in `scratch.net` and runs the maximum flow;
+/// returns the flow and the free ops (free op `i` is node `i + 2`).
+fn flow_network(
+    graph: &Graph,
+    reach: &Reachability,
+    opts: &MemoryOptions,
+    v: OpId,
+    scratch: &mut CutScratch,
+) -> (u64, Vec<usize>) {
     let n = graph.ops.len();
     let vi = v.index();
     const S: u32 = 0;
@@ -204,7 +248,7 @@ pub fn op_cut(graph: &Graph, reach: &Reachability, opts: &MemoryOptions, v: OpId
         .filter(|&u| u != vi && !reach.ancestors[vi].contains(u) && !reach.descendants[vi].contains(u))
         .collect();
     if free.is_empty() {
-        return 0;
+        return (0, free);
     }
     for &u in &free {
         scratch.node_of[u] = net.add_node();
@@ -292,7 +336,179 @@ pub fn op_cut(graph: &Graph, reach: &Reachability, opts: &MemoryOptions, v: OpId
     for &u in &free {
         scratch.node_of[u] = u32::MAX;
     }
-    net.max_flow(S, T, INF)
+    (net.max_flow(S, T, INF), free)
+}
+
+/// The least memory at `v`'s step over all sets `I` of ops run before it
+/// with `before ⊆ I` and `I ∩ after = ∅`: the same minimum cut as
+/// [`op_cut`] with more ops fixed on each side, constant part included.
+///
+/// `before` must contain `v`'s ancestors and be closed under predecessors;
+/// `after` must contain `v` and its descendants and be closed under
+/// successors; the two must be disjoint (then such sets `I` exist). With
+/// `before = ancestors(v)` and `after = {v} ∪ descendants(v)` this is
+/// LB3(v). [`crate::graph::bounds`]' in-place saving is subtracted.
+pub fn step_bound(
+    graph: &Graph,
+    opts: &MemoryOptions,
+    v: OpId,
+    before: &BitSet,
+    after: &BitSet,
+    scratch: &mut CutScratch,
+) -> u64 {
+    const S: u32 = 0;
+    const T: u32 = 1;
+    let n = graph.ops.len();
+    let net = &mut scratch.net;
+    net.reset(2);
+    scratch.node_of.clear();
+    scratch.node_of.resize(n, u32::MAX);
+    let free: Vec<usize> = (0..n).filter(|&u| !before.contains(u) && !after.contains(u)).collect();
+    for &u in &free {
+        scratch.node_of[u] = net.add_node();
+    }
+    let side = |u: OpId| -> Side {
+        if before.contains(u.index()) {
+            Side::Before
+        } else if after.contains(u.index()) {
+            Side::After
+        } else {
+            Side::Free(scratch.node_of[u.index()])
+        }
+    };
+    for &w in &free {
+        for u in graph.predecessors(OpId(w as u32)) {
+            if let Side::Free(nu) = side(u) {
+                net.arc(scratch.node_of[w], nu, INF);
+            }
+        }
+    }
+    let mut constant = 0u64;
+    let mut free_consumers = Vec::new();
+    for tensor in &graph.tensors {
+        if tensor.bytes == 0 || tensor.kind == TensorKind::Weight {
+            continue;
+        }
+        let from = match tensor.producer {
+            None => S,
+            Some(p) => match side(p) {
+                Side::Before => S,
+                Side::After => continue,
+                Side::Free(np) => np,
+            },
+        };
+        let never_freed = tensor.graph_output || (tensor.kind == TensorKind::GraphInput && opts.inputs_live_whole_run);
+        if tensor.consumers.is_empty() && !never_freed {
+            continue;
+        }
+        free_consumers.clear();
+        let mut one_after = never_freed;
+        for &c in &tensor.consumers {
+            match side(c) {
+                Side::Before => {}
+                Side::After => one_after = true,
+                Side::Free(nc) => free_consumers.push(nc),
+            }
+        }
+        if one_after {
+            if from == S {
+                constant += tensor.bytes;
+            } else {
+                net.arc(from, T, tensor.bytes);
+            }
+            continue;
+        }
+        free_consumers.sort_unstable();
+        free_consumers.dedup();
+        match free_consumers.len() {
+            0 => {}
+            1 => net.arc(from, free_consumers[0], tensor.bytes),
+            _ => {
+                let y = net.add_node();
+                net.arc(from, y, tensor.bytes);
+                for &c in &free_consumers {
+                    net.arc(y, c, INF);
+                }
+            }
+        }
+    }
+    let outputs: u64 = graph.op(v).outputs.iter().map(|&t| graph.tensor(t).bytes).sum();
+    (constant + net.max_flow(S, T, INF) + outputs).saturating_sub(max_inplace_saving(graph, opts, v))
+}
+
+/// LB4 on a few ops `hot` that must share one order: the least, over every
+/// order of `hot` allowed by ancestry, of the largest [`step_bound`] of a
+/// hot op given which hot ops ran before it. At most 20 ops; `None` if the
+/// deadline passes. States whose bound reaches `cap` are dropped (the
+/// result is then `cap` when every order reaches it).
+///
+/// Why it holds: any order of the graph runs the hot ops in some order
+/// allowed by ancestry; at the step of hot op `v`, with `J` the hot ops run
+/// before it, the set of ops run before `v` contains `J` and their
+/// ancestors and excludes the other hot ops and their descendants, so the
+/// step holds at least `step_bound` for those sets. The peak is at least
+/// the largest of these along the hot ops' order, hence at least its least
+/// value over all such orders, which the DP over sets `J` computes.
+pub fn joint_bound(
+    graph: &Graph,
+    reach: &Reachability,
+    opts: &MemoryOptions,
+    hot: &[OpId],
+    cap: u64,
+    deadline: Option<Instant>,
+) -> Option<u64> {
+    let h = hot.len();
+    assert!(h <= 20, "joint_bound takes at most 20 ops");
+    let n = graph.ops.len();
+    // H-ancestors of each hot op, as a mask.
+    let hanc: Vec<u32> = (0..h)
+        .map(|j| {
+            (0..h).filter(|&i| reach.ancestors[hot[j].index()].contains(hot[i].index())).fold(0u32, |m, i| m | 1 << i)
+        })
+        .collect();
+    let with_self = |sets: &[BitSet], v: OpId| {
+        let mut s = sets[v.index()].clone();
+        s.insert(v.index());
+        s
+    };
+    let up: Vec<BitSet> = hot.iter().map(|&v| with_self(&reach.ancestors, v)).collect();
+    let down: Vec<BitSet> = hot.iter().map(|&v| with_self(&reach.descendants, v)).collect();
+    let full = (1u32 << h) - 1;
+    let mut g = vec![u64::MAX; 1 << h];
+    g[0] = 0;
+    let mut scratch = CutScratch::default();
+    for j in 0..=full {
+        if g[j as usize] >= cap {
+            continue;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        for v in 0..h {
+            if j >> v & 1 == 1 || hanc[v] & !j != 0 {
+                continue;
+            }
+            let mut before = reach.ancestors[hot[v].index()].clone();
+            let mut after = down[v].clone();
+            for u in 0..h {
+                if j >> u & 1 == 1 {
+                    before.union_with(&up[u]);
+                } else if u != v {
+                    after.union_with(&down[u]);
+                }
+            }
+            let mut both = before.clone();
+            both.intersect_with(&after);
+            if !both.is_empty() {
+                continue; // no order runs exactly J before v
+            }
+            let cost = step_bound(graph, opts, hot[v], &before, &after, &mut scratch);
+            let next = (j | 1 << v) as usize;
+            g[next] = g[next].min(g[j as usize].max(cost));
+        }
+    }
+    let _ = n;
+    Some(g[full as usize].min(cap))
 }
 
 /// LB3 and where it comes from.
@@ -306,6 +522,8 @@ pub struct CutBound {
     pub ops_cut: usize,
     /// Whether every op that could raise the bound was tried.
     pub complete: bool,
+    /// LB3 of each op whose cut was computed.
+    pub per_op: Vec<Option<u64>>,
 }
 
 /// LB3: the largest `LB2(v) + cut(v)` over ops `v`, with LB2's start and end
@@ -323,7 +541,8 @@ pub fn cut_bound(
     deadline: Option<Instant>,
 ) -> CutBound {
     let lb2 = per_op(graph, reach, opts);
-    let mut best = CutBound { bytes: floor, at: None, ops_cut: 0, complete: true };
+    let mut best =
+        CutBound { bytes: floor, at: None, ops_cut: 0, complete: true, per_op: vec![None; graph.ops.len()] };
     let mut candidates: Vec<usize> = (0..graph.ops.len()).collect();
     candidates.sort_by_key(|&v| std::cmp::Reverse(steps[v]));
     let mut scratch = CutScratch::default();
@@ -337,10 +556,84 @@ pub fn cut_bound(
         }
         let b = lb2[v] + op_cut(graph, reach, opts, OpId(v as u32), &mut scratch);
         best.ops_cut += 1;
+        best.per_op[v] = Some(b);
         if b > best.bytes {
             best.bytes = b;
             best.at = Some(OpId(v as u32));
         }
+    }
+    best
+}
+
+/// Ops of a region that [`region_bound`] orders jointly.
+const REGION_OPS: usize = 14;
+/// A region is the ops within this many places of its centre in the order.
+const REGION_RADIUS: usize = 50;
+
+/// LB4 on the regions of `order` around the ops of largest LB3: each
+/// region's [`joint_bound`] over its `REGION_OPS` ops of largest LB3,
+/// regions taken by decreasing LB3 of their centre until `deadline` or
+/// until the bound reaches `cap` (then `cap` is optimal). A region whose
+/// steps in `order` are all at most the bound so far is skipped: the joint
+/// bound of ops is at most their largest step in any order. `lb3` is
+/// [`CutBound::per_op`] (missing values are computed as needed). Returns
+/// the largest bound found (at least `floor`).
+pub fn region_bound(
+    graph: &Graph,
+    reach: &Reachability,
+    opts: &MemoryOptions,
+    order: &[OpId],
+    lb3: &[Option<u64>],
+    floor: u64,
+    cap: u64,
+    deadline: Option<Instant>,
+) -> u64 {
+    let n = graph.ops.len();
+    let lb2 = per_op(graph, reach, opts);
+    let mut lb3 = lb3.to_vec();
+    lb3.resize(n, None);
+    let mut scratch = CutScratch::default();
+    let mut centres: Vec<(u64, usize)> =
+        order.iter().enumerate().filter_map(|(s, v)| lb3[v.index()].map(|b| (b, s))).collect();
+    centres.sort_by_key(|&(b, s)| (std::cmp::Reverse(b), s));
+    let steps = evaluate(graph, order, opts).steps;
+    let mut step_of = vec![0u64; n];
+    for (&v, &m) in order.iter().zip(&steps) {
+        step_of[v.index()] = m;
+    }
+    let mut covered = vec![false; order.len()];
+    let mut best = floor;
+    for (_, s) in centres {
+        if best >= cap || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if covered[s] {
+            continue;
+        }
+        let lo = s.saturating_sub(REGION_RADIUS);
+        let hi = (s + REGION_RADIUS).min(order.len() - 1);
+        if steps[lo..=hi].iter().all(|&m| m <= best) {
+            continue;
+        }
+        let mut window: Vec<(u64, OpId)> = Vec::new();
+        for &v in &order[lo..=hi] {
+            let b = *lb3[v.index()].get_or_insert_with(|| lb2[v.index()] + op_cut(graph, reach, opts, v, &mut scratch));
+            window.push((b, v));
+        }
+        window.sort_by_key(|&(b, v)| (std::cmp::Reverse(b), v));
+        window.truncate(REGION_OPS);
+        let hot: Vec<OpId> = window.iter().map(|&(_, v)| v).collect();
+        if hot.iter().all(|v| step_of[v.index()] <= best) {
+            covered[s] = true;
+            continue;
+        }
+        match joint_bound(graph, reach, opts, &hot, cap, deadline) {
+            Some(b) => best = best.max(b),
+            None => break,
+        }
+        covered[s.saturating_sub(REGION_RADIUS / 2)..=(s + REGION_RADIUS / 2).min(order.len() - 1)]
+            .iter_mut()
+            .for_each(|c| *c = true);
     }
     best
 }

@@ -31,7 +31,7 @@
 
 use super::{band, chains, decompose, dp, fusion, heuristics, ilp, Order, Scheduler};
 use crate::graph::bounds::{lb1, lower_bound, Reachability};
-use crate::graph::cut::cut_bound;
+use crate::graph::cut::{cut_bound, region_bound};
 use crate::graph::memory::{evaluate, MemoryOptions};
 use crate::graph::{topo, Graph, OpId};
 use std::time::{Duration, Instant};
@@ -496,19 +496,23 @@ fn improve_part(
             w.groups = Some(groups);
             return;
         }
-        // The cut bound (LB3) where LB2 is short of the new peak.
-        let cut_deadline = Instant::now() + deadline.saturating_duration_since(Instant::now()).mul_f64(0.2);
-        if let Some(lb3) = cut_lower_bound(pg, &w.order, popts, w.lb, cut_deadline) {
-            if lb3 > w.lb {
-                say(&format!("part {index}: cut bound raises the lower bound to {} B", part.constant + lb3));
-                w.lb = lb3;
+        // The cut bound (LB3), then the region bound (LB4), where LB2 is
+        // short of the new peak.
+        let bound_deadline = Instant::now() + deadline.saturating_duration_since(Instant::now()).mul_f64(0.3);
+        if let Some(b) = cut_lower_bounds(pg, &w.order, popts, w.lb, w.peak, bound_deadline) {
+            if b.lb3 > w.lb {
+                say(&format!("part {index}: cut bound (LB3) raises the lower bound to {} B", part.constant + b.lb3));
             }
+            if b.lb4 > b.lb3.max(w.lb) {
+                say(&format!("part {index}: region bound (LB4) raises the lower bound to {} B", part.constant + b.lb4));
+            }
+            w.lb = w.lb.max(b.lb3).max(b.lb4);
         }
         if w.peak <= w.lb {
             w.proved = true;
             w.exhausted = true;
             if !w.method.contains("proved") {
-                w.method = format!("{} (proved by the cut bound)", w.method);
+                w.method = format!("{} (proved by the cut bounds)", w.method);
             }
             w.groups = Some(groups);
             return;
@@ -642,9 +646,23 @@ fn band_round(
     }
 }
 
-/// LB3 ([`cut_bound`]) of a graph, using the steps of `order` to skip ops
-/// that cannot raise `floor`; `None` where reachability is too large.
-fn cut_lower_bound(graph: &Graph, order: &[OpId], mem: &MemoryOptions, floor: u64, deadline: Instant) -> Option<u64> {
+/// LB3 and LB4 of a graph.
+struct CutBounds {
+    lb3: u64,
+    lb4: u64,
+}
+
+/// LB3 ([`cut_bound`]) and LB4 ([`region_bound`]) of a graph, using the
+/// steps of `order` (whose peak is `peak`) to skip ops and regions that
+/// cannot raise `floor`; `None` where reachability is too large.
+fn cut_lower_bounds(
+    graph: &Graph,
+    order: &[OpId],
+    mem: &MemoryOptions,
+    floor: u64,
+    peak: u64,
+    deadline: Instant,
+) -> Option<CutBounds> {
     if graph.ops.len() > LB2_MAX_OPS {
         return None;
     }
@@ -655,5 +673,13 @@ fn cut_lower_bound(graph: &Graph, order: &[OpId], mem: &MemoryOptions, floor: u6
     for (s, v) in order.iter().enumerate() {
         steps[v.index()] = profile.steps[s];
     }
-    Some(cut_bound(graph, &reach, mem, &steps, floor, Some(deadline)).bytes)
+    // LB3 gets half the time: LB4 needs its per-op values.
+    let half = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
+    let lb3 = cut_bound(graph, &reach, mem, &steps, floor, Some(half));
+    let lb4 = if lb3.bytes < peak {
+        region_bound(graph, &reach, mem, order, &lb3.per_op, lb3.bytes, peak, Some(deadline))
+    } else {
+        lb3.bytes
+    };
+    Some(CutBounds { lb3: lb3.bytes, lb4 })
 }
