@@ -267,3 +267,40 @@ fn band_search_is_exact_when_the_band_spans_the_graph() {
     // Narrow bands do miss optima: the width matters (the test can see it).
     assert!(narrow_below_optimum_gap > 0);
 }
+
+/// Window search never returns a worse or invalid order, and with a window
+/// as large as the graph it is the exact DP.
+#[test]
+fn window_search_is_exact_when_the_window_spans_the_graph() {
+    use onnx_memsched::schedule::window::{improve, WindowLimits};
+    use std::time::{Duration, Instant};
+    let mut rng = Rng::new(88);
+    let mut improved_by_small_windows = 0;
+    for case in 0..1500 {
+        let n = 1 + rng.below(10) as usize;
+        let graph = random_graph(&mut rng, n);
+        for opts in all_memory_options() {
+            let (best, _) = brute_force(&graph, &opts);
+            let inc = heuristics::kahn_bfs(&graph);
+            let inc_peak = evaluate(&graph, &inc, &opts).peak;
+            for size in [3, n] {
+                let limits = WindowLimits {
+                    ops: size,
+                    max_states: 1 << 20,
+                    per_window: Duration::from_secs(10),
+                    deadline: Instant::now() + Duration::from_secs(60),
+                };
+                let (order, peak, _) = improve(&graph, &opts, &inc, &limits);
+                assert!(check_order(&graph, &order).is_ok(), "case {case}");
+                assert_eq!(evaluate(&graph, &order, &opts).peak, peak, "case {case}");
+                assert!(best <= peak && peak <= inc_peak, "case {case} size {size}");
+                if size >= n {
+                    assert_eq!(peak, best, "case {case} {opts:?}\n{graph:#?}");
+                } else if peak < inc_peak {
+                    improved_by_small_windows += 1;
+                }
+            }
+        }
+    }
+    assert!(improved_by_small_windows > 0);
+}

@@ -215,7 +215,20 @@ pub fn forced_prefixes(graph: &Graph, order: &[OpId]) -> Vec<usize> {
 /// Cuts `graph` at its forced prefixes along `order` (a topological order
 /// of all ops). A graph with no cut is one part.
 pub fn decompose(graph: &Graph, order: &[OpId], opts: &MemoryOptions) -> Decomposition {
-    let cuts = forced_prefixes(graph, order);
+    split(graph, order, opts, &forced_prefixes(graph, order))
+}
+
+/// Parts of `order` between the positions `cuts` (increasing, from 0 to
+/// the number of ops), whether or not the prefixes are forced.
+///
+/// Every edge still goes from a part to the same or a later one (`order` is
+/// topological), so the peak formula of the module doc holds for every
+/// choice of part orders: replacing one part's order by a better order of
+/// its standalone graph lowers that part's term and leaves the others. This
+/// makes any window of an order a neighbourhood to search exactly. The
+/// converse (every order of the graph is a concatenation) needs forced
+/// prefixes, so only [`decompose`] may be used for proofs.
+pub fn split(graph: &Graph, order: &[OpId], opts: &MemoryOptions, cuts: &[usize]) -> Decomposition {
     let k = cuts.len().saturating_sub(1);
     let mut part_of = vec![0usize; graph.ops.len()];
     for j in 0..k {

@@ -22,14 +22,15 @@
 //!    for them), the cut bound LB3 ([`crate::graph::cut`]) where LB2 falls
 //!    short, the exact DP ([`dp::solve`]) with the part's incumbent as
 //!    budget, the ILP ([`ilp::solve`]) on small fused parts the DP gave up
-//!    on; then, as anytime work, wider bands and beam searches of growing
-//!    width ([`dp::beam`]).
+//!    on; then, as anytime work, exact searches on windows around the peak
+//!    ([`window`]), wider bands, and beam searches of growing width
+//!    ([`dp::beam`]).
 //!
 //! The result is always the best order found, checked to be topological and
 //! re-evaluated with [`evaluate`]; `optimal` is true only when the peak meets
 //! the lower bound or an exact method proved the bottleneck part.
 
-use super::{band, chains, decompose, dp, fusion, heuristics, ilp, Order, Scheduler};
+use super::{band, chains, decompose, dp, fusion, heuristics, ilp, window, Order, Scheduler};
 use crate::graph::bounds::{lb1, lower_bound, Reachability};
 use crate::graph::cut::{cut_bound, region_bound};
 use crate::graph::memory::{evaluate, MemoryOptions};
@@ -52,6 +53,8 @@ const FIRST_BAND_WIDTH: usize = 24;
 const BAND_MAX_LAYER: usize = 100_000;
 /// States a band pass may store (8 bytes each).
 const BAND_MAX_STATES: usize = 40_000_000;
+/// Ops in a window of the window search ([`window`]).
+const WINDOW_OPS: usize = 100;
 
 /// What to solve and how.
 #[derive(Clone, Copy)]
@@ -314,6 +317,7 @@ struct PartWork {
     /// Nothing more to try on it.
     exhausted: bool,
     exact_tried: bool,
+    window_done: bool,
     band_width: usize,
     beam_width: usize,
     groups: Option<super::Groups>,
@@ -366,6 +370,7 @@ where
             proved,
             exhausted: proved,
             exact_tried: false,
+            window_done: false,
             band_width: BAND_STEP,
             beam_width: 16,
             groups: None,
@@ -522,7 +527,11 @@ fn improve_part(
             let left = deadline.saturating_duration_since(now);
             // Small parts are usually solved outright; on big ones the DP
             // rarely finishes, so it gets less of the time.
-            let share = if groups.len() <= 300 { 0.6 } else { 0.3 };
+            let share = match groups.len() {
+                0..=300 => 0.6,
+                301..=3000 => 0.3,
+                _ => 0.1,
+            };
             let dp_deadline = now + left.mul_f64(share);
             let limits = dp::DpLimits { deadline: Some(dp_deadline), max_states: dp_state_cap(groups.len()) };
             let r = dp::solve(pg, &groups, popts, Some(&w.order), w.lb, &limits);
@@ -582,8 +591,37 @@ fn improve_part(
         w.groups = Some(groups);
         return;
     }
-    // Anytime: wider bands, then beam searches of growing width.
+    // Anytime: exact searches on windows around the peak, wider bands, then
+    // beam searches of growing width.
     let groups = w.groups.clone().unwrap_or_else(|| dp::singletons(pg));
+    if !w.window_done {
+        w.window_done = true;
+        if pg.ops.len() > WINDOW_OPS {
+            let limits = window::WindowLimits {
+                ops: WINDOW_OPS,
+                max_states: dp_state_cap(WINDOW_OPS),
+                per_window: Duration::from_secs(2),
+                deadline,
+            };
+            let (order, peak, stats) = window::improve(pg, popts, &w.order, &limits);
+            if peak < w.peak && topo::check_order(pg, &order).is_ok() {
+                say(&format!(
+                    "part {index}: windows of {WINDOW_OPS} ops improved the peak to {} B ({} of {} windows)",
+                    part.constant + peak,
+                    stats.improved,
+                    stats.windows
+                ));
+                w.order = order;
+                w.peak = peak;
+                w.method = "window".to_string();
+                if w.peak <= w.lb {
+                    w.proved = true;
+                    w.exhausted = true;
+                }
+            }
+            return;
+        }
+    }
     if w.band_width <= band::MAX_WIDTH {
         band_round(pg, &groups, popts, w, deadline, part.constant, say, index);
         return;
