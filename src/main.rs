@@ -295,7 +295,7 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
             Location::Std => in_name.clone(),
         };
         let title = format!("{short}: live activation memory");
-        let svg = plot::svg(&title, &plan.before, &plan.after, plan.lower_bound.bytes)?;
+        let svg = plot::svg(&title, &plan.before, &plan.after, plan.lower_bound)?;
         std::fs::write(path, svg).map_err(|e| format!("cannot write plot {}: {e}", path.display()))?;
     }
     let verdict = verdict(cli, &plan);

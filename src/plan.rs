@@ -1,6 +1,5 @@
 //! From a parsed model to a checked schedule with its certificate.
 
-use crate::graph::bounds::{lower_bound, LowerBound, Reachability};
 use crate::graph::memory::{evaluate, MemoryOptions, Profile};
 use crate::graph::{self, topo, BuildError, Graph, OpId, TensorKind};
 use crate::onnx::OnnxFile;
@@ -97,8 +96,9 @@ pub struct Plan {
     pub before: Profile,
     /// Memory of `order`.
     pub after: Profile,
-    /// A bound no order can beat.
-    pub lower_bound: LowerBound,
+    /// Bytes no order can go below (the best bound proved: LB2 and the
+    /// search's, see [`driver::solve`]).
+    pub lower_bound: u64,
     /// Whether `after.peak` is proved to be the least possible.
     pub optimal: bool,
     /// The scheduler that was asked for.
@@ -149,9 +149,7 @@ pub fn plan_with_progress(
     let solve_opts =
         SolveOptions { memory: opts.memory, time_limit: opts.time_limit, method: opts.scheduler, progress };
     let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
-    let reach = Reachability::new(&graph, &input_order);
-    let mut lower_bound = lower_bound(&graph, &reach, &opts.memory);
-    let (before_order, order, file_order, method, stats, proved) = match opts.target {
+    let (before_order, order, file_order, method, stats, proved, lower_bound) = match opts.target {
         Target::FileOrder => {
             let solution = driver::solve(&graph, &solve_opts).map_err(|e| internal(e.to_string()))?;
             topo::check_order(&graph, &solution.order).map_err(&internal)?;
@@ -159,11 +157,9 @@ pub fn plan_with_progress(
             if claimed != solution.peak {
                 return Err(internal(format!("claimed peak {} but the order peaks at {claimed}", solution.peak)));
             }
-            if solution.lower_bound > lower_bound.bytes {
-                lower_bound = LowerBound { bytes: solution.lower_bound, at: None };
-            }
             let order = solution.order;
-            (input_order.clone(), order.clone(), order, solution.method, solution.stats, solution.optimal)
+            let bound = solution.lower_bound;
+            (input_order.clone(), order.clone(), order, solution.method, solution.stats, solution.optimal, bound)
         }
         Target::OrtDefault => {
             // What onnxruntime runs for the file as it is (an unsorted file
@@ -188,12 +184,13 @@ pub fn plan_with_progress(
             if ort::predict_for_file(&graph, &file_order).as_ref() != Some(&order) {
                 return Err(internal("the written file would not make onnxruntime run the chosen schedule".into()));
             }
-            (before_order, order, file_order, method, SolveStats::default(), false)
+            let bound = driver::global_lower_bound(&graph, &input_order, &opts.memory);
+            (before_order, order, file_order, method, SolveStats::default(), false, bound)
         }
     };
     let before = evaluate(&graph, &before_order, &opts.memory);
     let after = evaluate(&graph, &order, &opts.memory);
-    let optimal = proved || after.peak <= lower_bound.bytes;
+    let optimal = proved || after.peak <= lower_bound;
     let mut assumptions = sizes.assumptions.clone();
     assumptions.extend(opts.memory.describe());
     if !file_sorted {

@@ -78,12 +78,12 @@ pub fn summary(model_name: &str, plan: &Plan) -> String {
     let verdict = if plan.optimal {
         "the new order is optimal".to_string()
     } else {
-        format!("gap {:.1}%", gap(after.peak, plan.lower_bound.bytes) * 100.0)
+        format!("gap {:.1}%", gap(after.peak, plan.lower_bound) * 100.0)
     };
     s += &format!(
         "  lower bound        {:>11} ({} B): {verdict}\n",
-        human_bytes(plan.lower_bound.bytes),
-        grouped(plan.lower_bound.bytes)
+        human_bytes(plan.lower_bound),
+        grouped(plan.lower_bound)
     );
     s += &format!("  weights            {:>11} (not counted)\n", human_bytes(plan.weight_bytes));
     for a in &plan.assumptions {
@@ -97,7 +97,7 @@ pub fn one_line(model_name: &str, plan: &Plan) -> String {
     let verdict = if plan.optimal {
         "optimal".to_string()
     } else {
-        format!("gap {:.1}%", gap(plan.after.peak, plan.lower_bound.bytes) * 100.0)
+        format!("gap {:.1}%", gap(plan.after.peak, plan.lower_bound) * 100.0)
     };
     let change = if plan.before.peak > 0 {
         (plan.after.peak as f64 - plan.before.peak as f64) * 100.0 / plan.before.peak as f64
@@ -136,8 +136,8 @@ pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json:
         "peak_bytes_after": plan.after.peak,
         "peak_before_at": step_json(&plan.input_order, plan.before.peak_step),
         "peak_after_at": step_json(&plan.order, plan.after.peak_step),
-        "lower_bound_bytes": plan.lower_bound.bytes,
-        "gap": gap(plan.after.peak, plan.lower_bound.bytes),
+        "lower_bound_bytes": plan.lower_bound,
+        "gap": gap(plan.after.peak, plan.lower_bound),
         "optimal": plan.optimal,
         "weight_bytes": plan.weight_bytes,
         "file_sorted": plan.file_sorted,

@@ -291,8 +291,9 @@ pub fn solve(graph: &Graph, opts: &SolveOptions) -> Result<Solution, SolveError>
     }
 }
 
-/// LB2 where its quadratic memory is affordable, LB1 beyond.
-fn global_lower_bound(graph: &Graph, order: &[OpId], mem: &MemoryOptions) -> u64 {
+/// LB2 where its quadratic memory is affordable (up to 20,000 ops), LB1
+/// beyond; `order` is any topological order.
+pub fn global_lower_bound(graph: &Graph, order: &[OpId], mem: &MemoryOptions) -> u64 {
     if graph.ops.len() <= LB2_MAX_OPS {
         let reach = Reachability::new(graph, order);
         lower_bound(graph, &reach, mem).bytes
@@ -441,7 +442,7 @@ where
         .iter()
         .filter(|p| p.peak == claimed || claimed < best_peak)
         .map(|p| p.method.as_str())
-        .filter(|m| !m.starts_with("heuristic:") && *m != "trivial")
+        .filter(|m| (!m.starts_with("heuristic:") || m.contains("proved by")) && *m != "trivial")
         .collect();
     methods.sort_unstable();
     methods.dedup();
