@@ -64,7 +64,7 @@ impl Scheduler {
         (Scheduler::Liu, "liu", "depth-first post-order running the costliest branch (peak minus residual) first (Liu's rule)"),
         (Scheduler::Dp, "dp", "exact dynamic programming over executed sets on the whole graph (exponential; small graphs)"),
         (Scheduler::Ilp, "ilp", "the seed method alone: fusion + ILP"),
-        (Scheduler::Auto, "auto", "heuristics, decomposition, fusion and exact search within the time limit; proves optimality where it can"),
+        (Scheduler::Auto, "auto", "heuristics, decomposition, fusion, exact and neighbourhood search within the time limit; proves optimality by lower bounds or exact search where it can, else reports the gap"),
     ];
 
     /// The command-line name.
