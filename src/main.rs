@@ -99,7 +99,8 @@ struct Cli {
     /// TFLite do).
     #[arg(long)]
     inplace: bool,
-    /// Stop searching after this many seconds and keep the best order found.
+    /// Finish within this many seconds (sizing, search and checks), keeping
+    /// the best order found.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     time_limit: f64,
     /// Print only warnings and errors.

@@ -43,7 +43,8 @@ pub struct PlanOptions {
     pub memory: MemoryOptions,
     /// Symbol values and input shapes for size inference.
     pub sizes: SizeOptions,
-    /// Time budget for searching schedulers.
+    /// Time budget for the whole plan (size inference, search, checks); the
+    /// search gets what is left after sizing, less a margin for the checks.
     pub time_limit: Duration,
 }
 
@@ -146,8 +147,12 @@ pub fn plan_with_progress(
     }
     let weight_bytes = weight_bytes(file, &sizes);
     let file_sorted = input_order.iter().enumerate().all(|(i, v)| v.index() == i);
-    let solve_opts =
-        SolveOptions { memory: opts.memory, time_limit: opts.time_limit, method: opts.scheduler, progress };
+    let solve_opts = SolveOptions {
+        memory: opts.memory,
+        time_limit: search_budget(opts.time_limit, start),
+        method: opts.scheduler,
+        progress,
+    };
     let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
     let (before_order, order, file_order, method, stats, proved, lower_bound) = match opts.target {
         Target::FileOrder => {
@@ -172,7 +177,7 @@ pub fn plan_with_progress(
                     // Random restarts run until their deadline; past a few
                     // seconds they rarely pay, so unless the user asks for
                     // less, the search gets 5 s plus 10 ms per op.
-                    let budget = opts.time_limit.min(Duration::from_millis(5_000 + 10 * graph.ops.len() as u64));
+                    let budget = search_budget(opts.time_limit, start).min(Duration::from_millis(5_000 + 10 * graph.ops.len() as u64));
                     let found = ort::search(&graph, &opts.memory, Instant::now() + budget);
                     let proof = if found.proved_best { ", proved best reachable" } else { "" };
                     (found.order, format!("ort-reachable ({}{proof})", found.method))
@@ -216,6 +221,14 @@ pub fn plan_with_progress(
         memory: opts.memory,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// What is left of the time limit for the search: the limit covers the
+/// whole plan, so the time spent inferring sizes is taken off, and so is a
+/// margin (2%, at most a second) for checking the order and writing the file.
+fn search_budget(limit: Duration, start: Instant) -> Duration {
+    let margin = (limit / 50).min(Duration::from_secs(1));
+    limit.saturating_sub(start.elapsed()).saturating_sub(margin)
 }
 
 fn weight_bytes(file: &OnnxFile, sizes: &sizes::Sizes) -> u64 {

@@ -197,37 +197,6 @@ pub fn op_cut(graph: &Graph, reach: &Reachability, opts: &MemoryOptions, v: OpId
     flow_network(graph, reach, opts, v, scratch).0
 }
 
-/// A least-memory set of ops to run before `v` (the source side of a
-/// minimum cut): `v`'s ancestors and some ops incomparable with it, closed
-/// under predecessors. Running it, then `v`, gives `v`'s step exactly
-/// `LB3(v)` bytes (without in-place reuse).
-pub fn op_cut_ideal(
-    graph: &Graph,
-    reach: &Reachability,
-    opts: &MemoryOptions,
-    v: OpId,
-    scratch: &mut CutScratch,
-) -> Vec<OpId> {
-    let (_, free) = flow_network(graph, reach, opts, v, scratch);
-    let net = &scratch.net;
-    let mut seen = vec![false; net.adj.len()];
-    let mut stack = vec![0u32];
-    seen[0] = true;
-    while let Some(u) = stack.pop() {
-        for &e in &net.adj[u as usize] {
-            let w = net.to[e as usize];
-            if net.cap[e as usize] > 0 && !seen[w as usize] {
-                seen[w as usize] = true;
-                stack.push(w);
-            }
-        }
-    }
-    let mut ideal: Vec<OpId> = reach.ancestors[v.index()].iter().map(|u| OpId(u as u32)).collect();
-    ideal.extend(free.iter().enumerate().filter(|&(i, _)| seen[i + 2]).map(|(_, &u)| OpId(u as u32)));
-    ideal.sort_unstable();
-    ideal
-}
-
 /// Builds the network of `v` in `scratch.net` and runs the maximum flow;
 /// returns the flow and the free ops (free op `i` is node `i + 2`).
 fn flow_network(
