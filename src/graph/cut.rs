@@ -48,7 +48,7 @@
 //! so [`cut_bound`] evaluates ops from the largest such step down and stops
 //! when no op left can raise the bound.
 
-use super::bounds::{per_op, BitSet, Reachability};
+use super::bounds::{BitSet, Reachability};
 use super::memory::{evaluate, max_inplace_saving};
 use super::memory::MemoryOptions;
 use super::{Graph, OpId, TensorKind};
@@ -174,13 +174,11 @@ impl Network {
     }
 }
 
-/// Reusable buffers for [`op_cut`].
+/// Reusable buffers for [`step_bound`].
 #[derive(Default)]
 pub struct CutScratch {
     net: Network,
     node_of: Vec<u32>,
-    seen_tensor: Vec<u32>,
-    stamp: u32,
 }
 
 /// Where an op sits relative to `v` in the cut.
@@ -191,126 +189,18 @@ enum Side {
     Free(u32),
 }
 
-/// The bytes above LB2 that `v`'s step holds in every order: the maximum
-/// flow of the network in the module doc.
-pub fn op_cut(graph: &Graph, reach: &Reachability, opts: &MemoryOptions, v: OpId, scratch: &mut CutScratch) -> u64 {
-    flow_network(graph, reach, opts, v, scratch).0
-}
-
-/// Builds the network of `v` in `scratch.net` and runs the maximum flow;
-/// returns the flow and the free ops (free op `i` is node `i + 2`).
-fn flow_network(
-    graph: &Graph,
-    reach: &Reachability,
-    opts: &MemoryOptions,
-    v: OpId,
-    scratch: &mut CutScratch,
-) -> (u64, Vec<usize>) {
-    let n = graph.ops.len();
-    let vi = v.index();
-    const S: u32 = 0;
-    const T: u32 = 1;
-    let net = &mut scratch.net;
-    net.reset(2);
-    scratch.node_of.resize(n, u32::MAX);
-    let free: Vec<usize> = (0..n)
-        .filter(|&u| u != vi && !reach.ancestors[vi].contains(u) && !reach.descendants[vi].contains(u))
-        .collect();
-    if free.is_empty() {
-        return (0, free);
-    }
-    for &u in &free {
-        scratch.node_of[u] = net.add_node();
-    }
-    let side = |node_of: &[u32], u: OpId| -> Side {
-        let i = u.index();
-        if reach.ancestors[vi].contains(i) {
-            Side::Before
-        } else if i == vi || reach.descendants[vi].contains(i) {
-            Side::After
-        } else {
-            Side::Free(node_of[i])
-        }
-    };
-    // Closure: a free op in I forces its free predecessors into I.
-    for &w in &free {
-        for u in graph.predecessors(OpId(w as u32)) {
-            if let Side::Free(nu) = side(&scratch.node_of, u) {
-                net.arc(scratch.node_of[w], nu, INF);
-            }
-        }
-    }
-    // Tensors read or written by a free op.
-    scratch.stamp = scratch.stamp.wrapping_add(1);
-    if scratch.stamp == 0 {
-        scratch.seen_tensor.iter_mut().for_each(|s| *s = 0);
-        scratch.stamp = 1;
-    }
-    scratch.seen_tensor.resize(graph.tensors.len(), 0);
-    let mut free_consumers = Vec::new();
-    for &w in &free {
-        let op = graph.op(OpId(w as u32));
-        for &t in op.inputs.iter().chain(&op.outputs) {
-            if scratch.seen_tensor[t.index()] == scratch.stamp {
-                continue;
-            }
-            scratch.seen_tensor[t.index()] = scratch.stamp;
-            let tensor = graph.tensor(t);
-            if tensor.bytes == 0 || tensor.kind == TensorKind::Weight {
-                continue;
-            }
-            let from = match tensor.producer {
-                None => S,
-                Some(p) => match side(&scratch.node_of, p) {
-                    Side::Before => S,
-                    Side::After => continue,
-                    Side::Free(np) => np,
-                },
-            };
-            let never_freed = tensor.graph_output || (tensor.kind == TensorKind::GraphInput && opts.inputs_live_whole_run);
-            if tensor.consumers.is_empty() && !never_freed {
-                continue; // freed at once after its producer
-            }
-            free_consumers.clear();
-            let mut one_after = never_freed;
-            for &c in &tensor.consumers {
-                match side(&scratch.node_of, c) {
-                    Side::Before => {}
-                    Side::After => one_after = true,
-                    Side::Free(nc) => free_consumers.push(nc),
-                }
-            }
-            if one_after {
-                // Live whenever produced; a constant (LB2's) if `from` is s.
-                if from != S {
-                    net.arc(from, T, tensor.bytes);
-                }
-                continue;
-            }
-            free_consumers.sort_unstable();
-            free_consumers.dedup();
-            match free_consumers.len() {
-                0 => {}
-                1 => net.arc(from, free_consumers[0], tensor.bytes),
-                _ => {
-                    let y = net.add_node();
-                    net.arc(from, y, tensor.bytes);
-                    for &c in &free_consumers {
-                        net.arc(y, c, INF);
-                    }
-                }
-            }
-        }
-    }
-    for &u in &free {
-        scratch.node_of[u] = u32::MAX;
-    }
-    (net.max_flow(S, T, INF), free)
+/// LB3 of op `v`: the least memory its step can hold over every set of ops
+/// that may run before it ([`step_bound`] with only `v`'s ancestors before
+/// and its descendants after).
+pub fn op_bound(graph: &Graph, reach: &Reachability, opts: &MemoryOptions, v: OpId, scratch: &mut CutScratch) -> u64 {
+    let mut after = reach.descendants[v.index()].clone();
+    after.insert(v.index());
+    step_bound(graph, opts, v, &reach.ancestors[v.index()], &after, scratch)
 }
 
 /// The least memory at `v`'s step over all sets `I` of ops run before it
 /// with `before ⊆ I` and `I ∩ after = ∅`: the same minimum cut as
-/// [`op_cut`] with more ops fixed on each side, constant part included.
+/// LB3's minimum cut with more ops fixed on each side.
 ///
 /// `before` must contain `v`'s ancestors and be closed under predecessors;
 /// `after` must contain `v` and its descendants and be closed under
@@ -509,7 +399,6 @@ pub fn cut_bound(
     floor: u64,
     deadline: Option<Instant>,
 ) -> CutBound {
-    let lb2 = per_op(graph, reach, opts);
     let mut best =
         CutBound { bytes: floor, at: None, ops_cut: 0, complete: true, per_op: vec![None; graph.ops.len()] };
     let mut candidates: Vec<usize> = (0..graph.ops.len()).collect();
@@ -523,7 +412,7 @@ pub fn cut_bound(
             best.complete = false;
             break;
         }
-        let b = lb2[v] + op_cut(graph, reach, opts, OpId(v as u32), &mut scratch);
+        let b = op_bound(graph, reach, opts, OpId(v as u32), &mut scratch);
         best.ops_cut += 1;
         best.per_op[v] = Some(b);
         if b > best.bytes {
@@ -558,7 +447,6 @@ pub fn region_bound(
     deadline: Option<Instant>,
 ) -> u64 {
     let n = graph.ops.len();
-    let lb2 = per_op(graph, reach, opts);
     let mut lb3 = lb3.to_vec();
     lb3.resize(n, None);
     let mut scratch = CutScratch::default();
@@ -586,7 +474,7 @@ pub fn region_bound(
         }
         let mut window: Vec<(u64, OpId)> = Vec::new();
         for &v in &order[lo..=hi] {
-            let b = *lb3[v.index()].get_or_insert_with(|| lb2[v.index()] + op_cut(graph, reach, opts, v, &mut scratch));
+            let b = *lb3[v.index()].get_or_insert_with(|| op_bound(graph, reach, opts, v, &mut scratch));
             window.push((b, v));
         }
         window.sort_by_key(|&(b, v)| (std::cmp::Reverse(b), v));
