@@ -504,7 +504,11 @@ fn improve_part(
         }
         // The cut bound (LB3), then the region bound (LB4), where LB2 is
         // short of the new peak.
-        let bound_deadline = Instant::now() + deadline.saturating_duration_since(Instant::now()).mul_f64(0.3);
+        let bound_time = deadline.saturating_duration_since(Instant::now()).mul_f64(0.25);
+        let bound_deadline = Instant::now() + bound_time;
+        if bound_time >= Duration::from_secs(1) {
+            say(&format!("part {index}: cut bounds (LB3, LB4), at most {:.0} s", bound_time.as_secs_f64()));
+        }
         if let Some(b) = cut_lower_bounds(pg, &w.order, popts, w.lb, w.peak, bound_deadline) {
             if b.lb3 > w.lb {
                 say(&format!("part {index}: cut bound (LB3) raises the lower bound to {} B", part.constant + b.lb3));
@@ -592,12 +596,23 @@ fn improve_part(
         w.groups = Some(groups);
         return;
     }
-    // Anytime: exact searches on windows around the peak, wider bands, then
-    // beam searches of growing width.
+    // Anytime: exact searches on windows around the peak and band searches
+    // in turn while either gains (each moves ops the other cannot), then
+    // wider bands, then beam searches of growing width.
     let groups = w.groups.clone().unwrap_or_else(|| dp::singletons(pg));
+    if w.band_width <= FIRST_BAND_WIDTH {
+        // The windows changed the order: search its band again.
+        band_round(pg, &groups, popts, w, deadline, part.constant, say, index);
+        w.band_width = w.band_width.max(FIRST_BAND_WIDTH + BAND_STEP);
+        return;
+    }
     if !w.window_done {
         w.window_done = true;
         if pg.ops.len() > WINDOW_OPS {
+            say(&format!(
+                "part {index}: window search, at most {:.0} s",
+                deadline.saturating_duration_since(Instant::now()).as_secs_f64()
+            ));
             let limits = window::WindowLimits {
                 ops: WINDOW_OPS,
                 max_states: dp_state_cap(WINDOW_OPS),
@@ -605,16 +620,20 @@ fn improve_part(
                 deadline,
             };
             let (order, peak, stats) = window::improve(pg, popts, &w.order, &limits);
-            if peak < w.peak && topo::check_order(pg, &order).is_ok() {
-                say(&format!(
-                    "part {index}: windows of {WINDOW_OPS} ops improved the peak to {} B ({} of {} windows)",
-                    part.constant + peak,
-                    stats.improved,
-                    stats.windows
-                ));
+            // Never a higher peak; fewer steps at the peak is progress too.
+            if stats.improved > 0 && peak <= w.peak && topo::check_order(pg, &order).is_ok() {
+                if peak < w.peak {
+                    say(&format!(
+                        "part {index}: windows of {WINDOW_OPS} ops improved the peak to {} B ({} of {} windows)",
+                        part.constant + peak,
+                        stats.improved,
+                        stats.windows
+                    ));
+                    w.method = "window".to_string();
+                }
                 w.order = order;
                 w.peak = peak;
-                w.method = "window".to_string();
+                w.band_width = FIRST_BAND_WIDTH;
                 if w.peak <= w.lb {
                     w.proved = true;
                     w.exhausted = true;
@@ -678,6 +697,7 @@ fn band_round(
         w.order = order;
         w.peak = peak;
         w.method = "band".to_string();
+        w.window_done = false;
         if w.peak <= w.lb {
             w.proved = true;
             w.exhausted = true;
