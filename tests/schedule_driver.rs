@@ -159,6 +159,12 @@ fn big_local_wiring_is_valid_within_the_limit() {
     let s = solve(&g, &opts).expect("acyclic");
     check(&g, &s, &memory);
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    // The searches (band, cut bounds, windows) never lose what the
+    // portfolio had, and the bound is at least LB2.
+    assert!(s.peak <= s.stats.heuristic_peaks[0].1);
+    let order: Vec<_> = g.op_ids().collect();
+    let reach = onnx_memsched::graph::bounds::Reachability::new(&g, &order);
+    assert!(s.lower_bound >= onnx_memsched::graph::bounds::lower_bound(&g, &reach, &memory).bytes.min(s.peak));
 }
 
 /// Timings for the report: `cargo test --release --test schedule_driver -- --ignored --nocapture`.
