@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     let l3 = cut_bound(g, &reach, mem, &steps, l2, None);
     let t3 = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let l4 = region_bound(g, &reach, mem, &order, &l3.per_op, l3.bytes, peak, None);
+    let l4 = region_bound(g, &reach, mem, &order, &steps, &l3.per_op, l3.bytes, peak, None);
     let t4 = t.elapsed().as_secs_f64();
     println!(
         "{path}: ops {} input {} order {peak} LB1 {} LB2 {l2} ({t2:.2}s) LB3 {} ({t3:.2}s, {} cuts, at {:?}) LB4 {l4} ({t4:.2}s)",

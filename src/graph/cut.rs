@@ -50,7 +50,7 @@
 //! when no op left can raise the bound.
 
 use super::bounds::{BitSet, Reachability};
-use super::memory::{evaluate, max_inplace_saving, MemoryOptions};
+use super::memory::{max_inplace_saving, MemoryOptions};
 use super::{Graph, OpId, TensorKind};
 use std::time::Instant;
 
@@ -97,9 +97,8 @@ impl Network {
         self.adj[to as usize].push(e + 1);
     }
 
-    /// The maximum flow from `s` to `t`, stopping early once it reaches
-    /// `limit`.
-    fn max_flow(&mut self, s: u32, t: u32, limit: u64) -> u64 {
+    /// The maximum flow from `s` to `t`.
+    fn max_flow(&mut self, s: u32, t: u32) -> u64 {
         let n = self.adj.len();
         let mut flow = 0u64;
         let mut queue = Vec::with_capacity(n);
@@ -139,9 +138,6 @@ impl Network {
                         self.cap[(e ^ 1) as usize] += push;
                     }
                     flow = flow.saturating_add(push);
-                    if flow >= limit {
-                        return flow;
-                    }
                     // Back up to just before the first saturated arc.
                     let keep = stack.iter().position(|&e| self.cap[e as usize] == 0).unwrap_or(stack.len());
                     stack.truncate(keep);
@@ -199,8 +195,8 @@ pub fn op_bound(graph: &Graph, reach: &Reachability, opts: &MemoryOptions, v: Op
 }
 
 /// The least memory at `v`'s step over all sets `I` of ops run before it
-/// with `before ⊆ I` and `I ∩ after = ∅`: the same minimum cut as
-/// LB3's minimum cut with more ops fixed on each side.
+/// with `before ⊆ I` and `I ∩ after = ∅`: LB3's minimum cut with more ops
+/// fixed on each side.
 ///
 /// `before` must contain `v`'s ancestors and be closed under predecessors;
 /// `after` must contain `v` and its descendants and be closed under
@@ -235,19 +231,9 @@ pub fn step_bound(
             Side::Free(scratch.node_of[u.index()])
         }
     };
-    for &w in &free {
-        for u in graph.predecessors(OpId(w as u32)) {
-            if let Side::Free(nu) = side(u) {
-                net.arc(scratch.node_of[w], nu, INF);
-            }
-        }
-    }
     let mut constant = 0u64;
     let mut free_consumers = Vec::new();
     for tensor in &graph.tensors {
-        if tensor.bytes == 0 || tensor.kind == TensorKind::Weight {
-            continue;
-        }
         let from = match tensor.producer {
             None => S,
             Some(p) => match side(p) {
@@ -256,6 +242,18 @@ pub fn step_bound(
                 Side::Free(np) => np,
             },
         };
+        if from != S {
+            // Closure, whatever the tensor's size: a free reader in `I`
+            // forces its free producer into `I`.
+            for &c in &tensor.consumers {
+                if let Side::Free(nc) = side(c) {
+                    net.arc(nc, from, INF);
+                }
+            }
+        }
+        if tensor.bytes == 0 || tensor.kind == TensorKind::Weight {
+            continue;
+        }
         let never_freed = tensor.graph_output || (tensor.kind == TensorKind::GraphInput && opts.inputs_live_whole_run);
         if tensor.consumers.is_empty() && !never_freed {
             continue;
@@ -292,7 +290,7 @@ pub fn step_bound(
         }
     }
     let outputs: u64 = graph.op(v).outputs.iter().map(|&t| graph.tensor(t).bytes).sum();
-    (constant + net.max_flow(S, T, INF) + outputs).saturating_sub(max_inplace_saving(graph, opts, v))
+    (constant + net.max_flow(S, T) + outputs).saturating_sub(max_inplace_saving(graph, opts, v))
 }
 
 /// LB4 on a few ops `hot` that must share one order: the least, over every
@@ -431,16 +429,19 @@ const REGION_RADIUS: usize = 50;
 /// LB4 on the regions of `order` around the ops of largest LB3: each
 /// region's [`joint_bound`] over its `REGION_OPS` ops of largest LB3,
 /// regions taken by decreasing LB3 of their centre until `deadline` or
-/// until the bound reaches `cap` (then `cap` is optimal). A region whose
-/// steps in `order` are all at most the bound so far is skipped: the joint
-/// bound of ops is at most their largest step in any order. `lb3` is
-/// [`CutBound::per_op`] (missing values are computed as needed). Returns
-/// the largest bound found (at least `floor`).
+/// until the bound reaches `cap` (then `cap` is optimal). `steps[v]` is
+/// op `v`'s step in `order`, as for [`cut_bound`]; a region whose steps are
+/// all at most the bound so far is skipped: the joint bound of ops is at
+/// most their largest step in any order. `lb3` is [`CutBound::per_op`]
+/// (missing values are computed as needed). Returns the largest bound found
+/// (at least `floor`).
+#[allow(clippy::too_many_arguments)]
 pub fn region_bound(
     graph: &Graph,
     reach: &Reachability,
     opts: &MemoryOptions,
     order: &[OpId],
+    steps: &[u64],
     lb3: &[Option<u64>],
     floor: u64,
     cap: u64,
@@ -453,11 +454,6 @@ pub fn region_bound(
     let mut centres: Vec<(u64, usize)> =
         order.iter().enumerate().filter_map(|(s, v)| lb3[v.index()].map(|b| (b, s))).collect();
     centres.sort_by_key(|&(b, s)| (std::cmp::Reverse(b), s));
-    let steps = evaluate(graph, order, opts).steps;
-    let mut step_of = vec![0u64; n];
-    for (&v, &m) in order.iter().zip(&steps) {
-        step_of[v.index()] = m;
-    }
     let mut covered = vec![false; order.len()];
     let mut best = floor;
     for (_, s) in centres {
@@ -469,7 +465,7 @@ pub fn region_bound(
         }
         let lo = s.saturating_sub(REGION_RADIUS);
         let hi = (s + REGION_RADIUS).min(order.len() - 1);
-        if steps[lo..=hi].iter().all(|&m| m <= best) {
+        if order[lo..=hi].iter().all(|v| steps[v.index()] <= best) {
             continue;
         }
         let mut window: Vec<(u64, OpId)> = Vec::new();
@@ -480,7 +476,7 @@ pub fn region_bound(
         window.sort_by_key(|&(b, v)| (std::cmp::Reverse(b), v));
         window.truncate(REGION_OPS);
         let hot: Vec<OpId> = window.iter().map(|&(_, v)| v).collect();
-        if hot.iter().all(|v| step_of[v.index()] <= best) {
+        if hot.iter().all(|v| steps[v.index()] <= best) {
             covered[s] = true;
             continue;
         }
@@ -508,6 +504,6 @@ mod tests {
         net.arc(2, 3, 5);
         net.arc(2, 1, 2);
         net.arc(3, 1, 3);
-        assert_eq!(net.max_flow(0, 1, INF), 5);
+        assert_eq!(net.max_flow(0, 1), 5);
     }
 }

@@ -736,7 +736,7 @@ fn cut_lower_bounds(
     let half = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
     let lb3 = cut_bound(graph, &reach, mem, &steps, floor, Some(half));
     let lb4 = if lb3.bytes < peak {
-        region_bound(graph, &reach, mem, order, &lb3.per_op, lb3.bytes, peak, Some(deadline))
+        region_bound(graph, &reach, mem, order, &steps, &lb3.per_op, lb3.bytes, peak, Some(deadline))
     } else {
         lb3.bytes
     };
