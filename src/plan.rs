@@ -177,7 +177,8 @@ pub fn plan_with_progress(
                     // Random restarts run until their deadline; past a few
                     // seconds they rarely pay, so unless the user asks for
                     // less, the search gets 5 s plus 10 ms per op.
-                    let budget = search_budget(opts.time_limit, start).min(Duration::from_millis(5_000 + 10 * graph.ops.len() as u64));
+                    let cap = Duration::from_millis(5_000 + 10 * graph.ops.len() as u64);
+                    let budget = search_budget(opts.time_limit, start).min(cap);
                     let found = ort::search(&graph, &opts.memory, Instant::now() + budget);
                     let proof = if found.proved_best { ", proved best reachable" } else { "" };
                     (found.order, format!("ort-reachable ({}{proof})", found.method))

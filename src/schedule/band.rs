@@ -24,7 +24,7 @@
 //! neighbourhoods are solved by DP: unlike swaps or window re-orderings, one
 //! pass can lower every step of the profile at once.
 
-use super::dp::GroupModel;
+use super::dp::{unwind, GroupModel, NONE};
 use super::heuristics::Prepared;
 use super::{Groups, Order};
 use crate::graph::memory::{evaluate, MemoryOptions};
@@ -70,8 +70,6 @@ struct State {
     /// Index into the trail of (parent trail, group).
     trail: u32,
 }
-
-const NONE: u32 = u32::MAX;
 
 /// The incumbent as a sequence of groups: groups by the position of their
 /// first op, repaired into a topological order of the group DAG.
@@ -196,15 +194,7 @@ fn pass(model: &GroupModel, incumbent: &[OpId], budget: u64, limits: &BandLimits
     let Some(best) = layer.iter().min_by_key(|s| s.g) else {
         return (None, states, capped);
     };
-    let mut out = Vec::with_capacity(ng);
-    let mut t = best.trail;
-    while t != NONE {
-        let (parent, c) = trail[t as usize];
-        out.push(c);
-        t = parent;
-    }
-    out.reverse();
-    (Some(out), states, capped)
+    (Some(unwind(&trail, best.trail)), states, capped)
 }
 
 /// Improves `incumbent` (a topological order of `graph`) by band searches,

@@ -267,7 +267,7 @@ impl<'p, 'g> GroupModel<'p, 'g> {
     }
 
     /// Running group `c` from the state `set` with `live` bytes live:
-    /// (largest step memory, live bytes after, bytes freed).
+    /// (largest step memory, live bytes after).
     pub fn simulate(&self, set: &[u64], c: usize, live: u64) -> (u64, u64) {
         self.simulate_by(|g| Self::has(set, g), c, live)
     }
@@ -358,7 +358,21 @@ struct Arena {
     index: IdMap<u32>,
 }
 
-const NONE: u32 = u32::MAX;
+/// No state: the root's parent, the end of a chain.
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// The groups run along a trail of `(parent entry, group)` pairs, from the
+/// root (parent [`NONE`]) to entry `t`.
+pub(crate) fn unwind(trail: &[(u32, u32)], mut t: u32) -> Vec<u32> {
+    let mut seq = Vec::new();
+    while t != NONE {
+        let (parent, c) = trail[t as usize];
+        seq.push(c);
+        t = parent;
+    }
+    seq.reverse();
+    seq
+}
 
 impl Arena {
     fn set(&self, i: u32) -> &[u64] {
@@ -663,15 +677,7 @@ pub fn beam(
         level = next;
     }
     let best = level.iter().min_by_key(|n| n.g)?;
-    let mut seq = Vec::new();
-    let mut t = best.trail;
-    while t != NONE {
-        let (parent, c) = trails[t as usize];
-        seq.push(c);
-        t = parent;
-    }
-    seq.reverse();
-    let order = model.flatten(&seq);
+    let order = model.flatten(&unwind(&trails, best.trail));
     let peak = evaluate(graph, &order, opts).peak;
     Some((order, peak))
 }

@@ -325,6 +325,20 @@ struct PartWork {
     method: String,
 }
 
+impl PartWork {
+    /// Takes a better order found by `method`; it is proved once it meets
+    /// the part's lower bound.
+    fn adopt(&mut self, order: Order, peak: u64, method: &str) {
+        self.order = order;
+        self.peak = peak;
+        self.method = method.to_string();
+        if self.peak <= self.lb {
+            self.proved = true;
+            self.exhausted = true;
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn auto<F>(
     graph: &Graph,
@@ -629,15 +643,11 @@ fn improve_part(
                         stats.improved,
                         stats.windows
                     ));
-                    w.method = "window".to_string();
+                    w.adopt(order, peak, "window");
+                } else {
+                    w.order = order;
                 }
-                w.order = order;
-                w.peak = peak;
                 w.band_width = FIRST_BAND_WIDTH;
-                if w.peak <= w.lb {
-                    w.proved = true;
-                    w.exhausted = true;
-                }
             }
             return;
         }
@@ -655,13 +665,7 @@ fn improve_part(
     if let Some((order, peak)) = dp::beam(pg, &groups, popts, width, Some(deadline)) {
         if peak < w.peak && topo::check_order(pg, &order).is_ok() {
             say(&format!("part {index}: beam width {width} improved the peak to {} B", part.constant + peak));
-            w.order = order;
-            w.peak = peak;
-            w.method = "beam".to_string();
-            if w.peak <= w.lb {
-                w.proved = true;
-                w.exhausted = true;
-            }
+            w.adopt(order, peak, "beam");
         }
     }
 }
@@ -694,14 +698,8 @@ fn band_round(
             stats.passes,
             stats.states
         ));
-        w.order = order;
-        w.peak = peak;
-        w.method = "band".to_string();
+        w.adopt(order, peak, "band");
         w.window_done = false;
-        if w.peak <= w.lb {
-            w.proved = true;
-            w.exhausted = true;
-        }
     }
 }
 

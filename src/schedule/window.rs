@@ -78,7 +78,12 @@ fn search(
 /// Improves `incumbent` by exact searches on windows of `limits.ops` steps
 /// centred on (then on either side of) the steps that attain its peak.
 /// Returns the best order, its peak and the counters.
-pub fn improve(graph: &Graph, opts: &MemoryOptions, incumbent: &[OpId], limits: &WindowLimits) -> (Order, u64, WindowStats) {
+pub fn improve(
+    graph: &Graph,
+    opts: &MemoryOptions,
+    incumbent: &[OpId],
+    limits: &WindowLimits,
+) -> (Order, u64, WindowStats) {
     let mut order = incumbent.to_vec();
     let mut profile = evaluate(graph, &order, opts);
     let mut stats = WindowStats::default();
