@@ -11,9 +11,11 @@
 //!       ─ OnnxFile::with_order ─► bytes       node records permuted, all else unchanged
 //! ```
 //!
-//! The command-line tool in `src/main.rs` is a thin shell over [`plan::plan`]
-//! and [`output`].
+//! The command line lives in [`cli`] (the binary `src/main.rs` only calls
+//! [`cli::main_with_args`]); it is a thin shell over [`plan::plan`] and
+//! [`output`].
 
+pub mod cli;
 pub mod graph;
 pub mod onnx;
 pub mod output;

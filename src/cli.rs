@@ -1,0 +1,427 @@
+//! The `onnx-memsched` command line, as a library function so that the
+//! binary (`src/main.rs`) and the Python package's console script run the
+//! very same code: [`main_with_args`].
+
+use crate::graph::memory::MemoryOptions;
+use crate::onnx::external::{self, DataOutcome};
+use crate::onnx::OnnxFile;
+use crate::output::{self, Location};
+use crate::plan::{plan_with_progress, Target};
+use crate::schedule::Scheduler;
+use crate::sizes::SizeOptions;
+use crate::{plot, report, PlanOptions};
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const ABOUT: &str = "Reorder the nodes of an ONNX model for the lowest peak activation memory.";
+
+const LONG_ABOUT: &str = "\
+Reorder the nodes of an ONNX model for the lowest peak activation memory.
+
+Runtimes and code generators that execute nodes in file order (onnx2c, \
+onnx-mlir, TensorRT's parser, onnxruntime with PRIORITY_BASED order) then need \
+less memory. Only the order of graph.node changes: every other byte of the \
+file stays as it was, so the output has the input's size.
+
+Memory model: running a node allocates its outputs while its inputs are still \
+live; a tensor is freed after its last consumer. Graph inputs are live from \
+the start, graph outputs to the end, weights (initializers, Constant outputs) \
+are not counted. The peak is the most bytes live at any step.";
+
+const EXAMPLES: &str = "\
+Examples:
+  onnx-memsched models/randwire.onnx /tmp/out.onnx
+  onnx-memsched --dry-run --report r.json model.onnx
+  onnx-memsched --dim batch=8 model.onnx model.onnx     (rewrite in place)
+  cat model.onnx | onnx-memsched - - > out.onnx
+
+Exit codes: 0 success, 1 bad input or failure, 2 usage error.";
+
+#[derive(Parser, Debug)]
+#[command(name = "onnx-memsched", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+struct Cli {
+    /// INPUT OUTPUT: the model to read and where to write the reordered
+    /// model (`-` for standard input/output; OUTPUT may be INPUT's path; no
+    /// OUTPUT with --dry-run or --check). With --out-dir: any number of
+    /// input models.
+    #[arg(required = true, value_name = "MODELS")]
+    paths: Vec<PathBuf>,
+    /// Process many models in parallel, writing each to DIR under its own
+    /// file name; one summary line per model; a failing model does not stop
+    /// the others (exit 1 at the end if any failed).
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// How to choose the order. `auto` proves optimality where it can; the
+    /// others are single methods, for comparison.
+    #[arg(long, default_value = "auto", value_parser = scheduler_names())]
+    scheduler: String,
+    /// The runtime the written order is for.
+    #[arg(long, default_value = "file-order", value_parser = target_names())]
+    target: String,
+    /// Measure and report without writing a model.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also write a JSON report to this file.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+    /// Draw live memory over the steps of the input and the new order, with
+    /// the lower bound, as an SVG picture.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// For CI of model repositories: measure only, write nothing, and exit 0
+    /// if the file's order peaks within --tolerance of the best order found,
+    /// 3 otherwise.
+    #[arg(long)]
+    check: bool,
+    /// How far above the best peak (in percent) --check accepts the file's order.
+    #[arg(long, value_name = "PERCENT", default_value_t = 1.0, requires = "check")]
+    tolerance: f64,
+    /// Exit 3 (writing nothing) when even the best order peaks above this
+    /// many bytes (suffixes KB, MB, GB, KiB, MiB, GiB allowed), naming the
+    /// step and the tensors live at the peak.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    fail_above: Option<u64>,
+    /// Bind a symbolic dimension, e.g. `--dim batch=8` (repeatable).
+    /// Unbound symbols are taken as 1, with a warning.
+    #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
+    dims: Vec<(String, i64)>,
+    /// Set a graph input's shape, e.g. `--input-shape images=1x3x224x224`
+    /// (repeatable).
+    #[arg(long = "input-shape", value_name = "NAME=DIMS", value_parser = parse_shape)]
+    input_shapes: Vec<(String, Vec<u64>)>,
+    /// Memory model: graph inputs stay live for the whole run (the caller
+    /// owns them, as in onnxruntime) instead of being freed after their last
+    /// use.
+    #[arg(long)]
+    inputs_live_whole_run: bool,
+    /// Memory model: an element-wise or reshape-like node writes its output
+    /// over an input of the same size that dies at it (as onnxruntime and
+    /// TFLite do).
+    #[arg(long)]
+    inplace: bool,
+    /// Finish within this many seconds (sizing, search and checks), keeping
+    /// the best order found.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    time_limit: f64,
+    /// Print only warnings and errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn scheduler_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        Scheduler::ALL.iter().map(|(_, name, help)| clap::builder::PossibleValue::new(*name).help(*help)),
+    )
+}
+
+fn target_names() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    clap::builder::PossibleValuesParser::new([
+        PossibleValue::new("file-order").help(
+            "runtimes that execute nodes in file order: onnxruntime with PRIORITY_BASED order, onnx2c, onnx-mlir, TensorRT's parser",
+        ),
+        PossibleValue::new("ort-default").help(
+            "onnxruntime with default execution order and graph optimizations off (ORT_DISABLE_ALL), whose reverse depth-first order file order only steers: choose the best schedule it can reach and the file order that makes it run it. With optimizations on, fused nodes get new indices and the steering does not hold: reorder the model onnxruntime saves at level `extended` instead",
+        ),
+    ])
+}
+
+fn parse_dim(s: &str) -> Result<(String, i64), String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
+    let value: i64 = value.trim().parse().map_err(|_| format!("`{value}` is not an integer"))?;
+    if name.trim().is_empty() || value < 0 {
+        return Err(format!("expected NAME=VALUE with VALUE >= 0, got `{s}`"));
+    }
+    Ok((name.trim().to_string(), value))
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("`{s}` is not a byte count such as 65536, 512KiB or 2MB"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown unit `{other}` in `{s}`; use B, KB, MB, GB, KiB, MiB or GiB")),
+    };
+    Ok((number * factor).round() as u64)
+}
+
+fn parse_shape(s: &str) -> Result<(String, Vec<u64>), String> {
+    let (name, dims) = s.split_once('=').ok_or_else(|| format!("expected NAME=1x3x224x224, got `{s}`"))?;
+    let dims = if dims.trim().is_empty() {
+        Vec::new() // a scalar
+    } else {
+        dims.split(['x', ','])
+            .map(|d| d.trim().parse::<u64>().map_err(|_| format!("`{d}` in `{s}` is not a dimension")))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    Ok((name.trim().to_string(), dims))
+}
+
+/// How a run ends: success, a budget or check that failed (exit 3), or an error (exit 1).
+enum Exit {
+    Ok,
+    Over(String),
+}
+
+/// Runs the command line `args` (the program name first, as in
+/// `std::env::args_os`) and returns the process exit code: 0 success, 1 bad
+/// input or failure, 2 usage error, 3 a budget or check not met. Help and
+/// version requests print to stdout and return 0. Everything the command
+/// says goes to stderr (and the model to stdout for `-`), exactly as the
+/// `onnx-memsched` binary does: the binary and the Python package's console
+/// script are both this function.
+pub fn main_with_args<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code().clamp(0, 255) as u8;
+        }
+    };
+    if let Err(message) = check_usage(&cli) {
+        use clap::CommandFactory;
+        let e = Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message);
+        let _ = e.print();
+        return 2;
+    }
+    if let Some(dir) = &cli.out_dir {
+        return run_batch(&cli, dir);
+    }
+    let from = cli.paths[0].clone();
+    let to = if cli.dry_run || cli.check { None } else { cli.paths.get(1).cloned() };
+    match run(&cli, &from, to.as_deref()) {
+        Ok(Exit::Ok) => 0,
+        Ok(Exit::Over(message)) => {
+            eprintln!("onnx-memsched: {message}");
+            3
+        }
+        Err(message) => {
+            eprintln!("onnx-memsched: error: {message}");
+            1
+        }
+    }
+}
+
+/// Argument combinations clap cannot express; a message means exit 2.
+fn check_usage(cli: &Cli) -> Result<(), String> {
+    let measuring = cli.dry_run || cli.check;
+    if cli.out_dir.is_some() {
+        if cli.plot.is_some() {
+            return Err("--plot draws one model; it cannot be combined with --out-dir".into());
+        }
+        if cli.paths.iter().any(|p| p.as_os_str() == "-") {
+            return Err("with --out-dir every model must be a file, not `-`".into());
+        }
+        return Ok(());
+    }
+    match (cli.paths.len(), measuring) {
+        (2, false) | (1, true) => Ok(()),
+        (1, false) => Err("missing OUTPUT: give INPUT OUTPUT, or --dry-run / --check to only measure".into()),
+        (2, true) => Err("--dry-run and --check write nothing: drop OUTPUT".into()),
+        _ => Err("too many models: give INPUT OUTPUT, or use --out-dir DIR for many models".into()),
+    }
+}
+
+/// `--out-dir`: every model in parallel, one line each, failures counted.
+fn run_batch(cli: &Cli, dir: &std::path::Path) -> u8 {
+    use rayon::prelude::*;
+    if !dir.is_dir() {
+        eprintln!("onnx-memsched: error: output folder {} does not exist; create it first", dir.display());
+        return 1;
+    }
+    let results: Vec<Result<Exit, String>> = cli
+        .paths
+        .par_iter()
+        .map(|input| {
+            let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("model.onnx"));
+            let to = if cli.dry_run || cli.check { None } else { Some(dir.join(name)) };
+            let result = run(cli, input, to.as_deref());
+            match &result {
+                Ok(Exit::Ok) => {}
+                Ok(Exit::Over(message)) => eprintln!("onnx-memsched: {}: {message}", input.display()),
+                Err(message) => eprintln!("onnx-memsched: error: {message}"),
+            }
+            result
+        })
+        .collect();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let over = results.iter().filter(|r| matches!(r, Ok(Exit::Over(_)))).count();
+    if !cli.quiet {
+        eprintln!(
+            "{} models: {} ok, {over} over budget or check, {failed} failed",
+            results.len(),
+            results.len() - failed - over
+        );
+    }
+    if failed > 0 {
+        1
+    } else if over > 0 {
+        3
+    } else {
+        0
+    }
+}
+
+fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Result<Exit, String> {
+    let batch = cli.out_dir.is_some();
+    let from = Location::parse(from);
+    let to = to.map(Location::parse);
+    let in_name = from.display("<stdin>");
+    if let Some(to) = &to {
+        output::check_writable(to).map_err(|e| e.to_string())?;
+    }
+    if !(cli.time_limit >= 0.0 && cli.time_limit.is_finite()) {
+        return Err(format!("--time-limit must be a number of seconds >= 0, got {}", cli.time_limit));
+    }
+    let bytes = output::read_input(&from).map_err(|e| format!("cannot read {in_name}: {e}"))?;
+    let file = OnnxFile::parse(bytes).map_err(|e| format!("{in_name}: {e}"))?;
+    warn_missing_data(&file, &from);
+    let scheduler =
+        Scheduler::from_name(&cli.scheduler).ok_or_else(|| format!("unknown scheduler {}", cli.scheduler))?;
+    let target = if cli.target == "ort-default" { Target::OrtDefault } else { Target::FileOrder };
+    let opts = PlanOptions {
+        scheduler,
+        target,
+        memory: MemoryOptions { inputs_live_whole_run: cli.inputs_live_whole_run, inplace: cli.inplace },
+        sizes: SizeOptions { dims: cli.dims.clone(), input_shapes: cli.input_shapes.clone() },
+        time_limit: Duration::from_secs_f64(cli.time_limit),
+    };
+    let started = std::time::Instant::now();
+    let show_progress = !cli.quiet && !batch;
+    let progress = |line: &str| {
+        // Quick runs stay quiet; anything slower than a second says what it does.
+        if show_progress && started.elapsed().as_secs_f64() > 1.0 {
+            eprintln!("  ... {:>6.1} s  {line}", started.elapsed().as_secs_f64());
+        }
+    };
+    let plan = plan_with_progress(&file, &opts, Some(&progress)).map_err(|e| format!("{in_name}: {e}"))?;
+    if batch {
+        if !cli.quiet {
+            eprintln!("{}", report::one_line(&in_name, &plan));
+        }
+    } else if !cli.quiet {
+        eprint!("{}", report::summary(&in_name, &plan));
+    }
+    if let Some(path) = &cli.plot {
+        let short = match &from {
+            Location::File(p) => p.file_name().map_or(in_name.clone(), |n| n.to_string_lossy().to_string()),
+            Location::Std => in_name.clone(),
+        };
+        let title = format!("{short}: live activation memory");
+        let svg = plot::svg(&title, &plan.before, &plan.after, plan.lower_bound)?;
+        std::fs::write(path, svg).map_err(|e| format!("cannot write plot {}: {e}", path.display()))?;
+    }
+    let verdict = verdict(cli, &plan);
+    let mut written = None;
+    if let (Some(to), None) = (&to, &verdict) {
+        let order: Vec<usize> = plan.file_order.iter().map(|v| v.index()).collect();
+        let out_bytes = file.with_order(&order);
+        let outcomes = output::write_model(&out_bytes, &file.model, &from, to).map_err(|e| e.to_string())?;
+        for outcome in outcomes {
+            // Missing data was reported when reading.
+            if matches!(outcome, DataOutcome::Missing(_)) {
+                continue;
+            }
+            let is_warning = matches!(outcome, DataOutcome::Conflict(_) | DataOutcome::Unsafe(_));
+            if let Some(msg) = outcome.message() {
+                if is_warning || !cli.quiet {
+                    eprintln!("onnx-memsched: {msg}");
+                }
+            }
+        }
+        let out_name = to.display("<stdout>");
+        if !cli.quiet && !batch {
+            eprintln!("wrote {out_name}");
+        }
+        written = Some(out_name);
+    }
+    if let Some(path) = &cli.report {
+        let path = &if batch { batch_report_path(path, &from) } else { path.clone() };
+        let value = report::json(&in_name, &plan, written.as_deref());
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())? + "\n";
+        std::fs::write(path, text).map_err(|e| format!("cannot write report {}: {e}", path.display()))?;
+    }
+    Ok(match verdict {
+        Some(message) => Exit::Over(message),
+        None => {
+            if cli.check && !cli.quiet {
+                eprintln!("check passed: the file's order is within {}% of the best order found", cli.tolerance);
+            }
+            Exit::Ok
+        }
+    })
+}
+
+/// The message of a failed `--fail-above` budget or `--check`, if any.
+fn verdict(cli: &Cli, plan: &crate::Plan) -> Option<String> {
+    if let Some(budget) = cli.fail_above {
+        if plan.after.peak > budget {
+            let live = crate::graph::memory::live_at(&plan.graph, &plan.order, plan.after.peak_step, &plan.memory);
+            let mut tensors: Vec<_> = live.iter().map(|&t| plan.graph.tensor(t)).filter(|t| t.bytes > 0).collect();
+            tensors.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+            let listed: Vec<String> =
+                tensors.iter().take(8).map(|t| format!("`{}` ({})", t.name, report::human_bytes(t.bytes))).collect();
+            let more = if tensors.len() > 8 { format!(" and {} more", tensors.len() - 8) } else { String::new() };
+            let at = match plan.after.peak_step {
+                None => "at the start".to_string(),
+                Some(s) => format!("at step {s}, {}", plan.graph.describe_op(plan.order[s])),
+            };
+            return Some(format!(
+                "over budget: the best order found peaks at {} B ({}), above --fail-above {} B, {at}; live there: {}{more}",
+                report::grouped(plan.after.peak),
+                report::human_bytes(plan.after.peak),
+                report::grouped(budget),
+                listed.join(", ")
+            ));
+        }
+    }
+    if cli.check {
+        let allowed = plan.after.peak as f64 * (1.0 + cli.tolerance / 100.0);
+        if plan.before.peak as f64 > allowed {
+            return Some(format!(
+                "check failed: the file's order peaks at {} B, {:.1}% above the best order found ({} B; tolerance {}%); run onnx-memsched to reorder it",
+                report::grouped(plan.before.peak),
+                (plan.before.peak as f64 / plan.after.peak.max(1) as f64 - 1.0) * 100.0,
+                report::grouped(plan.after.peak),
+                cli.tolerance
+            ));
+        }
+    }
+    None
+}
+
+/// With --out-dir each model gets its own report: `r.json` becomes
+/// `r.MODEL.json`.
+fn batch_report_path(path: &std::path::Path, from: &Location) -> PathBuf {
+    let model = match from {
+        Location::File(p) => p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default(),
+        Location::Std => "stdin".into(),
+    };
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "report".into());
+    path.with_file_name(format!("{stem}.{model}.json"))
+}
+
+fn warn_missing_data(file: &OnnxFile, from: &Location) {
+    let folder = from.folder();
+    let missing: Vec<String> =
+        external::locations(&file.model).into_iter().filter(|loc| !folder.join(loc).is_file()).collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "onnx-memsched: warning: external data not found next to the model: {} (not needed for scheduling; a runtime will need it)",
+            missing.join(", ")
+        );
+    }
+}
