@@ -104,6 +104,15 @@ struct Cli {
     /// the best order found.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     time_limit: f64,
+    /// Also write the memory plan for the written order to this file: every
+    /// activation tensor's offset in one arena, the arena's size and its
+    /// lower bound (JSON; see the README for how a code generator reads it).
+    #[arg(long, value_name = "FILE.json")]
+    memory_plan: Option<PathBuf>,
+    /// Alignment in bytes of the memory plan's offsets and sizes (each size
+    /// is rounded up to it).
+    #[arg(long, value_name = "BYTES", default_value_t = onnx_memsched_default_alignment(), value_parser = parse_alignment)]
+    align: u64,
     /// Print only warnings and errors.
     #[arg(long, short)]
     quiet: bool,
@@ -134,6 +143,18 @@ fn parse_dim(s: &str) -> Result<(String, i64), String> {
         return Err(format!("expected NAME=VALUE with VALUE >= 0, got `{s}`"));
     }
     Ok((name.trim().to_string(), value))
+}
+
+const fn onnx_memsched_default_alignment() -> u64 {
+    crate::arena::DEFAULT_ALIGNMENT
+}
+
+fn parse_alignment(s: &str) -> Result<u64, String> {
+    let value = parse_bytes(s)?;
+    if value == 0 || value > 1 << 30 {
+        return Err(format!("`{s}`: the alignment must be between 1 byte and 1 GiB"));
+    }
+    Ok(value)
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {
@@ -298,6 +319,7 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
         memory: MemoryOptions { inputs_live_whole_run: cli.inputs_live_whole_run, inplace: cli.inplace },
         sizes: SizeOptions { dims: cli.dims.clone(), input_shapes: cli.input_shapes.clone() },
         time_limit: Duration::from_secs_f64(cli.time_limit),
+        alignment: cli.align,
     };
     let started = std::time::Instant::now();
     let show_progress = !cli.quiet && !batch;
@@ -347,6 +369,13 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
             eprintln!("wrote {out_name}");
         }
         written = Some(out_name);
+    }
+    if let Some(path) = &cli.memory_plan {
+        let path = &if batch { batch_report_path(path, &from) } else { path.clone() };
+        let text = serde_json::to_string_pretty(&crate::arena::json(&plan.graph, &plan.arena))
+            .map_err(|e| e.to_string())?
+            + "\n";
+        std::fs::write(path, text).map_err(|e| format!("cannot write memory plan {}: {e}", path.display()))?;
     }
     if let Some(path) = &cli.report {
         let path = &if batch { batch_report_path(path, &from) } else { path.clone() };

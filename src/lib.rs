@@ -15,6 +15,7 @@
 //! [`cli::main_with_args`]); it is a thin shell over [`plan::plan`] and
 //! [`output`].
 
+pub mod arena;
 pub mod cli;
 pub mod graph;
 pub mod onnx;

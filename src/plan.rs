@@ -46,6 +46,8 @@ pub struct PlanOptions {
     /// Time budget for the whole plan (size inference, search, checks); the
     /// search gets what is left after sizing, less a margin for the checks.
     pub time_limit: Duration,
+    /// Alignment of offsets and sizes in the memory plan, in bytes (>= 1).
+    pub alignment: u64,
 }
 
 impl Default for PlanOptions {
@@ -56,6 +58,7 @@ impl Default for PlanOptions {
             memory: MemoryOptions::default(),
             sizes: SizeOptions::default(),
             time_limit: Duration::from_secs(60),
+            alignment: crate::arena::DEFAULT_ALIGNMENT,
         }
     }
 }
@@ -116,6 +119,9 @@ pub struct Plan {
     pub weight_bytes: u64,
     /// The memory model the peaks were computed under.
     pub memory: MemoryOptions,
+    /// Offsets of every activation tensor in one arena for `order`, with
+    /// the arena's size and lower bound.
+    pub arena: crate::arena::MemoryPlan,
     /// Wall time of planning.
     pub seconds: f64,
 }
@@ -149,7 +155,8 @@ pub fn plan_with_progress(
     let file_sorted = input_order.iter().enumerate().all(|(i, v)| v.index() == i);
     let solve_opts = SolveOptions {
         memory: opts.memory,
-        time_limit: search_budget(opts.time_limit, start),
+        time_limit: search_budget(opts.time_limit, start)
+            .saturating_sub(arena_budget(opts.time_limit, graph.ops.len())),
         method: opts.scheduler,
         progress,
     };
@@ -169,8 +176,9 @@ pub fn plan_with_progress(
         Target::OrtDefault => {
             // What onnxruntime runs for the file as it is (an unsorted file
             // is read in its own order, which a sorted file may not reproduce).
-            let before_order = ort::predict_for_file(&graph, &(0..graph.ops.len() as u32).map(OpId).collect::<Vec<_>>())
-                .unwrap_or_else(|| ort::predict(&graph));
+            let before_order =
+                ort::predict_for_file(&graph, &(0..graph.ops.len() as u32).map(OpId).collect::<Vec<_>>())
+                    .unwrap_or_else(|| ort::predict(&graph));
             let (order, method) = match opts.scheduler {
                 Scheduler::Input => (ort::predict(&graph), "ort-default of the input order".to_string()),
                 _ => {
@@ -178,7 +186,9 @@ pub fn plan_with_progress(
                     // seconds they rarely pay, so unless the user asks for
                     // less, the search gets 5 s plus 10 ms per op.
                     let cap = Duration::from_millis(5_000 + 10 * graph.ops.len() as u64);
-                    let budget = search_budget(opts.time_limit, start).min(cap);
+                    let budget = search_budget(opts.time_limit, start)
+                        .saturating_sub(arena_budget(opts.time_limit, graph.ops.len()))
+                        .min(cap);
                     let found = ort::search(&graph, &opts.memory, Instant::now() + budget);
                     let proof = if found.proved_best { ", proved best reachable" } else { "" };
                     (found.order, format!("ort-reachable ({}{proof})", found.method))
@@ -197,6 +207,9 @@ pub fn plan_with_progress(
     let before = evaluate(&graph, &before_order, &opts.memory);
     let after = evaluate(&graph, &order, &opts.memory);
     let optimal = proved || after.peak <= lower_bound;
+    let arena_deadline = Instant::now() + arena_budget(opts.time_limit, graph.ops.len());
+    let arena = crate::arena::plan_memory(&graph, &order, &opts.memory, opts.alignment, arena_deadline)
+        .map_err(|e| PlanError::Internal(e.to_string()))?;
     let mut assumptions = sizes.assumptions.clone();
     assumptions.extend(opts.memory.describe());
     if !file_sorted {
@@ -220,6 +233,7 @@ pub fn plan_with_progress(
         assumptions,
         weight_bytes,
         memory: opts.memory,
+        arena,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -232,13 +246,16 @@ fn search_budget(limit: Duration, start: Instant) -> Duration {
     limit.saturating_sub(start.elapsed()).saturating_sub(margin)
 }
 
+/// Time for placing tensors in the arena beyond the greedy portfolio: a
+/// tenth of the limit, at most 1 s plus 0.1 ms per op.
+fn arena_budget(limit: Duration, ops: usize) -> Duration {
+    (limit / 10).min(Duration::from_millis(1_000 + ops as u64 / 10))
+}
+
 fn weight_bytes(file: &OnnxFile, sizes: &sizes::Sizes) -> u64 {
     let graph = file.graph();
     let inits = graph.initializer.iter().map(|t| t.name());
-    let constants = graph
-        .node
-        .iter()
-        .filter(|n| graph::build::is_constant(n))
-        .flat_map(|n| n.output.iter().map(String::as_str));
+    let constants =
+        graph.node.iter().filter(|n| graph::build::is_constant(n)).flat_map(|n| n.output.iter().map(String::as_str));
     inits.chain(constants).filter_map(|name| sizes.tensors.get(name)).map(|s| s.bytes).sum()
 }

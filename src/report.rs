@@ -42,7 +42,11 @@ fn where_peak(graph: &Graph, order: &[OpId], step: Option<usize>) -> String {
 /// The relative gap between a peak and a lower bound, `(peak - lb) / lb`.
 pub fn gap(peak: u64, lower_bound: u64) -> f64 {
     if lower_bound == 0 {
-        if peak == 0 { 0.0 } else { f64::INFINITY }
+        if peak == 0 {
+            0.0
+        } else {
+            f64::INFINITY
+        }
     } else {
         (peak.saturating_sub(lower_bound)) as f64 / lower_bound as f64
     }
@@ -85,11 +89,34 @@ pub fn summary(model_name: &str, plan: &Plan) -> String {
         human_bytes(plan.lower_bound),
         grouped(plan.lower_bound)
     );
+    s += &arena_line(plan);
     s += &format!("  weights            {:>11} (not counted)\n", human_bytes(plan.weight_bytes));
     for a in &plan.assumptions {
         s += &format!("  assumed: {a}\n");
     }
     s
+}
+
+/// The arena of the memory plan, with its bound and TFLite Micro's
+/// greedy-by-size figure for the same order.
+fn arena_line(plan: &Plan) -> String {
+    let a = &plan.arena;
+    let verdict = if a.optimal() {
+        "meets its bound".to_string()
+    } else {
+        format!(
+            "bound {} B, gap {:.1}%",
+            grouped(a.arena_lower_bound_bytes),
+            gap(a.arena_bytes, a.arena_lower_bound_bytes) * 100.0
+        )
+    };
+    format!(
+        "  arena ({} B aligned) {:>9} ({} B): {verdict}; greedy-by-size {} B\n",
+        a.alignment,
+        human_bytes(a.arena_bytes),
+        grouped(a.arena_bytes),
+        grouped(a.greedy_by_size_bytes)
+    )
 }
 
 /// One line per model for `--out-dir` runs.
@@ -118,7 +145,9 @@ pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json:
     let g = &plan.graph;
     let step_json = |order: &[OpId], step: Option<usize>| match step {
         None => serde_json::Value::Null,
-        Some(s) => json!({"step": s, "node_index": order[s].0, "op_type": g.op(order[s]).op_type, "name": g.op(order[s]).name}),
+        Some(s) => {
+            json!({"step": s, "node_index": order[s].0, "op_type": g.op(order[s]).op_type, "name": g.op(order[s]).name})
+        }
     };
     json!({
         "model": model_name,
@@ -140,6 +169,10 @@ pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json:
         "gap": gap(plan.after.peak, plan.lower_bound),
         "optimal": plan.optimal,
         "weight_bytes": plan.weight_bytes,
+        "alignment": plan.arena.alignment,
+        "arena_bytes": plan.arena.arena_bytes,
+        "arena_lower_bound_bytes": plan.arena.arena_lower_bound_bytes,
+        "arena_greedy_by_size_bytes": plan.arena.greedy_by_size_bytes,
         "file_sorted": plan.file_sorted,
         "seconds": plan.seconds,
         "assumptions": plan.assumptions,

@@ -41,7 +41,7 @@ impl MemoryOptions {
     }
 
     /// Whether graph input `t` is freed after its last consumer.
-    fn frees(&self, graph: &Graph, t: TensorId) -> bool {
+    pub(crate) fn frees(&self, graph: &Graph, t: TensorId) -> bool {
         let tensor = graph.tensor(t);
         !tensor.graph_output && !(self.inputs_live_whole_run && tensor.kind == TensorKind::GraphInput)
     }
@@ -151,6 +151,21 @@ pub fn evaluate(graph: &Graph, order: &[OpId], opts: &MemoryOptions) -> Profile 
         }
     }
     Profile { peak, peak_step, start, steps }
+}
+
+/// For each step of `order`, the input its op overwrites in place (see
+/// [`MemoryOptions::inplace`]), by the same rule [`evaluate`] applies; all
+/// `None` when the option is off.
+pub fn inplace_reuses(graph: &Graph, order: &[OpId], opts: &MemoryOptions) -> Vec<Option<TensorId>> {
+    let mut remaining: Vec<u32> = graph.tensors.iter().map(|t| t.consumers.len() as u32).collect();
+    let mut reuses = Vec::with_capacity(order.len());
+    for &v in order {
+        reuses.push(inplace_reuse(graph, opts, v, &remaining));
+        for &t in &graph.op(v).inputs {
+            remaining[t.index()] -= 1;
+        }
+    }
+    reuses
 }
 
 /// The tensors live at `step` of `order` (inputs of the op included, its
