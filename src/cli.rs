@@ -5,7 +5,8 @@
 use crate::graph::memory::MemoryOptions;
 use crate::onnx::external::{self, DataOutcome};
 use crate::onnx::OnnxFile;
-use crate::output::{self, Location};
+use crate::output::paths::{Sink, Source};
+use crate::output::{self, Location, Outputs};
 use crate::plan::{plan_with_progress, Target};
 use crate::schedule::Scheduler;
 use crate::sizes::SizeOptions;
@@ -36,7 +37,24 @@ Examples:
   onnx-memsched --dim batch=8 model.onnx model.onnx     (rewrite in place)
   cat model.onnx | onnx-memsched - - > out.onnx
 
-Exit codes: 0 success, 1 bad input or failure, 2 usage error.";
+What the tool refuses, so that no run loses or leaks a file:
+  - two outputs on one file (model, --report, --plot, data copies; with
+    --out-dir two inputs of the same name), or an output on an input or on
+    one of its external data files (exit 2; INPUT == OUTPUT is allowed);
+  - an input that is not a regular file (a FIFO, a device: use `-`), or
+    bigger than 2 GiB, protobuf's limit (exit 1);
+  - copying external data that is absolute, leaves the model's folder
+    (`..`, or a symbolic link to elsewhere) or is not a regular file, and
+    writing it through a symbolic link or over an existing file (warning).
+Outputs go to a temporary file renamed into place at the end; an
+interrupted (SIGINT, SIGTERM: exit 130, 143) or failed run leaves none of
+them, and removes the data copies it made. Writing to a symbolic link writes
+the file it points to; a FIFO or device (/dev/stdout) is written directly. A
+model read from `-` gets no data copies (its data files are relative to a
+folder the tool does not know).
+
+Exit codes: 0 success, 1 bad input or failure, 2 usage error, 3 a --check or
+--fail-above budget not met, 130/143 interrupted.";
 
 #[derive(Parser, Debug)]
 #[command(name = "onnx-memsched", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -75,7 +93,7 @@ struct Cli {
     #[arg(long)]
     check: bool,
     /// How far above the best peak (in percent) --check accepts the file's order.
-    #[arg(long, value_name = "PERCENT", default_value_t = 1.0, requires = "check")]
+    #[arg(long, value_name = "PERCENT", default_value_t = 1.0, requires = "check", value_parser = parse_percent)]
     tolerance: f64,
     /// Exit 3 (writing nothing) when even the best order peaks above this
     /// many bytes (suffixes KB, MB, GB, KiB, MiB, GiB allowed), naming the
@@ -101,8 +119,9 @@ struct Cli {
     #[arg(long)]
     inplace: bool,
     /// Finish within this many seconds (sizing, search and checks), keeping
-    /// the best order found.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    /// the best order found. A number >= 0; more than a week (604800) is
+    /// taken as a week.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds)]
     time_limit: f64,
     /// Also write the memory plan for the written order to this file: every
     /// activation tensor's offset in one arena, the arena's size and its
@@ -157,6 +176,26 @@ fn parse_alignment(s: &str) -> Result<u64, String> {
     Ok(value)
 }
 
+/// `--time-limit`: a finite number of seconds >= 0, clamped to
+/// [`crate::plan::MAX_TIME_LIMIT`] so that no deadline computed from it
+/// overflows.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let value: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(format!("`{s}` is not a number of seconds >= 0"));
+    }
+    Ok(value.min(crate::plan::MAX_TIME_LIMIT.as_secs_f64()))
+}
+
+/// `--tolerance`: a finite percentage >= 0.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let value: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a percentage"))?;
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(format!("`{s}` is not a percentage >= 0"));
+    }
+    Ok(value)
+}
+
 fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
@@ -172,7 +211,12 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         "gib" => 1024.0 * 1024.0 * 1024.0,
         other => return Err(format!("unknown unit `{other}` in `{s}`; use B, KB, MB, GB, KiB, MiB or GiB")),
     };
-    Ok((number * factor).round() as u64)
+    let bytes = (number * factor).round();
+    // 2^64 is exactly representable; anything at or above it does not fit.
+    if !(bytes.is_finite() && bytes < 18_446_744_073_709_551_616.0) {
+        return Err(format!("`{s}` is more bytes than the tool can count (at most 2^64 - 1)"));
+    }
+    Ok(bytes as u64)
 }
 
 fn parse_shape(s: &str) -> Result<(String, Vec<u64>), String> {
@@ -187,10 +231,12 @@ fn parse_shape(s: &str) -> Result<(String, Vec<u64>), String> {
     Ok((name.trim().to_string(), dims))
 }
 
-/// How a run ends: success, a budget or check that failed (exit 3), or an error (exit 1).
+/// How a run ends: success, a budget or check that failed (exit 3), a usage
+/// error found once the model is read (exit 2), or an error (exit 1).
 enum Exit {
     Ok,
     Over(String),
+    Usage(String),
 }
 
 /// Runs the command line `args` (the program name first, as in
@@ -205,6 +251,12 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    // SIGINT/SIGTERM remove the files this run has not finished (exit 130/143).
+    if let Err(e) = output::cleanup::install_signal_handlers() {
+        eprintln!(
+            "onnx-memsched: warning: cannot handle SIGINT/SIGTERM ({e}); an interrupted run may leave temporary files"
+        );
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -228,6 +280,10 @@ where
         Ok(Exit::Over(message)) => {
             eprintln!("onnx-memsched: {message}");
             3
+        }
+        Ok(Exit::Usage(message)) => {
+            eprintln!("onnx-memsched: error: {message}");
+            2
         }
         Err(message) => {
             eprintln!("onnx-memsched: error: {message}");
@@ -263,22 +319,48 @@ fn run_batch(cli: &Cli, dir: &std::path::Path) -> u8 {
         eprintln!("onnx-memsched: error: output folder {} does not exist; create it first", dir.display());
         return 1;
     }
+    let to_of = |input: &PathBuf| {
+        let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("model.onnx"));
+        if cli.dry_run || cli.check {
+            None
+        } else {
+            Some(dir.join(name))
+        }
+    };
+    // Every output of every model, and every file they read, must be distinct
+    // before any model is written: read each model's external data locations
+    // first (a model that cannot be read fails in its own run below).
+    let jobs: Vec<Job> = cli
+        .paths
+        .par_iter()
+        .map(|input| {
+            let from = Location::parse(input);
+            let locations = output::read_input(&from)
+                .ok()
+                .and_then(|bytes| OnnxFile::parse(bytes).ok())
+                .map_or_else(Vec::new, |file| external::locations(&file.model));
+            Job { from, to: to_of(input).map(Location::File), locations }
+        })
+        .collect();
+    if let Err(message) = check_paths(cli, &jobs) {
+        eprintln!("onnx-memsched: error: {message}");
+        return 2;
+    }
     let results: Vec<Result<Exit, String>> = cli
         .paths
         .par_iter()
         .map(|input| {
-            let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("model.onnx"));
-            let to = if cli.dry_run || cli.check { None } else { Some(dir.join(name)) };
+            let to = to_of(input);
             let result = run(cli, input, to.as_deref());
             match &result {
                 Ok(Exit::Ok) => {}
                 Ok(Exit::Over(message)) => eprintln!("onnx-memsched: {}: {message}", input.display()),
-                Err(message) => eprintln!("onnx-memsched: error: {message}"),
+                Ok(Exit::Usage(message)) | Err(message) => eprintln!("onnx-memsched: error: {message}"),
             }
             result
         })
         .collect();
-    let failed = results.iter().filter(|r| r.is_err()).count();
+    let failed = results.iter().filter(|r| matches!(r, Err(_) | Ok(Exit::Usage(_)))).count();
     let over = results.iter().filter(|r| matches!(r, Ok(Exit::Over(_)))).count();
     if !cli.quiet {
         eprintln!(
@@ -304,11 +386,27 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
     if let Some(to) = &to {
         output::check_writable(to).map_err(|e| e.to_string())?;
     }
-    if !(cli.time_limit >= 0.0 && cli.time_limit.is_finite()) {
-        return Err(format!("--time-limit must be a number of seconds >= 0, got {}", cli.time_limit));
+    let report_path = cli.report.as_ref().map(|p| if batch { batch_report_path(p, &from) } else { p.clone() });
+    let plan_path = cli.memory_plan.as_ref().map(|p| if batch { batch_report_path(p, &from) } else { p.clone() });
+    for path in report_path.iter().chain(&plan_path).chain(&cli.plot) {
+        output::check_writable(&Location::File(path.clone())).map_err(|e| e.to_string())?;
     }
     let bytes = output::read_input(&from).map_err(|e| format!("cannot read {in_name}: {e}"))?;
     let file = OnnxFile::parse(bytes).map_err(|e| format!("{in_name}: {e}"))?;
+    let locations = match from {
+        Location::File(_) => external::locations(&file.model),
+        Location::Std => {
+            warn_stdin_data(&file, to.as_ref());
+            Vec::new()
+        }
+    };
+    if !batch {
+        // Batch mode checked every model's paths before starting.
+        let job = Job { from: from.clone(), to: to.clone(), locations };
+        if let Err(message) = check_paths(cli, std::slice::from_ref(&job)) {
+            return Ok(Exit::Usage(message));
+        }
+    }
     warn_missing_data(&file, &from);
     let scheduler =
         Scheduler::from_name(&cli.scheduler).ok_or_else(|| format!("unknown scheduler {}", cli.scheduler))?;
@@ -337,6 +435,27 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
     } else if !cli.quiet {
         eprint!("{}", report::summary(&in_name, &plan));
     }
+    // Every output is staged first and put in place together at the end, so
+    // a failure (or a signal) leaves none of them.
+    let mut outputs = Outputs::new();
+    let verdict = verdict(cli, &plan);
+    let mut written = None;
+    if let (Some(to), None) = (&to, &verdict) {
+        let order: Vec<usize> = plan.file_order.iter().map(|v| v.index()).collect();
+        let out_bytes = file.with_order(&order);
+        outputs.add_model(out_bytes, &file.model, &from, to).map_err(|e| e.to_string())?;
+        written = Some(to.display("<stdout>"));
+    }
+    if let Some(path) = &plan_path {
+        let value = crate::arena::json(&plan.graph, &plan.arena);
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())? + "\n";
+        outputs.add(&Location::File(path.clone()), text.into_bytes()).map_err(|e| format!("memory plan: {e}"))?;
+    }
+    if let Some(path) = &report_path {
+        let value = report::json(&in_name, &plan, written.as_deref());
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())? + "\n";
+        outputs.add(&Location::File(path.clone()), text.into_bytes()).map_err(|e| format!("report: {e}"))?;
+    }
     if let Some(path) = &cli.plot {
         let short = match &from {
             Location::File(p) => p.file_name().map_or(in_name.clone(), |n| n.to_string_lossy().to_string()),
@@ -344,44 +463,22 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
         };
         let title = format!("{short}: live activation memory");
         let svg = plot::svg(&title, &plan.before, &plan.after, plan.lower_bound)?;
-        std::fs::write(path, svg).map_err(|e| format!("cannot write plot {}: {e}", path.display()))?;
+        outputs.add(&Location::File(path.clone()), svg.into_bytes()).map_err(|e| format!("plot: {e}"))?;
     }
-    let verdict = verdict(cli, &plan);
-    let mut written = None;
-    if let (Some(to), None) = (&to, &verdict) {
-        let order: Vec<usize> = plan.file_order.iter().map(|v| v.index()).collect();
-        let out_bytes = file.with_order(&order);
-        let outcomes = output::write_model(&out_bytes, &file.model, &from, to).map_err(|e| e.to_string())?;
-        for outcome in outcomes {
-            // Missing data was reported when reading.
-            if matches!(outcome, DataOutcome::Missing(_)) {
-                continue;
-            }
-            let is_warning = matches!(outcome, DataOutcome::Conflict(_) | DataOutcome::Unsafe(_));
-            if let Some(msg) = outcome.message() {
-                if is_warning || !cli.quiet {
-                    eprintln!("onnx-memsched: {msg}");
-                }
+    let outcomes = outputs.commit().map_err(|e| e.to_string())?;
+    for outcome in outcomes {
+        // Missing data was reported when reading.
+        if matches!(outcome, DataOutcome::Missing(_)) {
+            continue;
+        }
+        if let Some(msg) = outcome.message() {
+            if outcome.is_warning() || !cli.quiet {
+                eprintln!("onnx-memsched: {msg}");
             }
         }
-        let out_name = to.display("<stdout>");
-        if !cli.quiet && !batch {
-            eprintln!("wrote {out_name}");
-        }
-        written = Some(out_name);
     }
-    if let Some(path) = &cli.memory_plan {
-        let path = &if batch { batch_report_path(path, &from) } else { path.clone() };
-        let text = serde_json::to_string_pretty(&crate::arena::json(&plan.graph, &plan.arena))
-            .map_err(|e| e.to_string())?
-            + "\n";
-        std::fs::write(path, text).map_err(|e| format!("cannot write memory plan {}: {e}", path.display()))?;
-    }
-    if let Some(path) = &cli.report {
-        let path = &if batch { batch_report_path(path, &from) } else { path.clone() };
-        let value = report::json(&in_name, &plan, written.as_deref());
-        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())? + "\n";
-        std::fs::write(path, text).map_err(|e| format!("cannot write report {}: {e}", path.display()))?;
+    if let (Some(out_name), false) = (&written, cli.quiet || batch) {
+        eprintln!("wrote {out_name}");
     }
     Ok(match verdict {
         Some(message) => Exit::Over(message),
@@ -443,7 +540,80 @@ fn batch_report_path(path: &std::path::Path, from: &Location) -> PathBuf {
     path.with_file_name(format!("{stem}.{model}.json"))
 }
 
+/// One model's paths, for [`check_paths`].
+struct Job {
+    from: Location,
+    to: Option<Location>,
+    /// The model's external data locations (none for a model from `-`).
+    locations: Vec<String>,
+}
+
+/// Refuses (the message is a usage error, exit 2) any two outputs of these
+/// jobs on one file, and any output on an input or on one of its external
+/// data files, except a model written over its own input.
+fn check_paths(cli: &Cli, jobs: &[Job]) -> Result<(), String> {
+    let batch = cli.out_dir.is_some();
+    let mut sources = Vec::new();
+    let mut sinks = Vec::new();
+    for (j, job) in jobs.iter().enumerate() {
+        let name = job.from.display("<stdin>");
+        if let Location::File(input) = &job.from {
+            let what = if batch { format!("input {name}") } else { "INPUT".to_string() };
+            sources.push(Source { what, path: input.clone(), model_of: Some(j) });
+            let folder = job.from.folder();
+            for loc in &job.locations {
+                let what = format!("external data `{loc}` of {name}");
+                sources.push(Source { what, path: folder.join(loc), model_of: None });
+            }
+        }
+        if let Some(Location::File(out)) = &job.to {
+            let what = if batch { format!("the output of {name}") } else { "OUTPUT".to_string() };
+            sinks.push(Sink { what, path: out.clone(), model_of: Some(j), copy_of: None });
+            let (in_dir, out_dir) = (job.from.folder(), Location::File(out.clone()).folder());
+            for loc in job.locations.iter().filter(|l| external::is_safe(l)) {
+                let what = format!("the copy of external data `{loc}` of {name}");
+                let copy_of = Some(in_dir.join(loc));
+                sinks.push(Sink { what, path: out_dir.join(loc), model_of: None, copy_of });
+            }
+        }
+        if let Some(report) = &cli.report {
+            let path = if batch { batch_report_path(report, &job.from) } else { report.clone() };
+            let what = if batch { format!("the report of {name}") } else { "--report".to_string() };
+            sinks.push(Sink { what, path, model_of: None, copy_of: None });
+        }
+        if let Some(memory_plan) = &cli.memory_plan {
+            let path = if batch { batch_report_path(memory_plan, &job.from) } else { memory_plan.clone() };
+            let what = if batch { format!("the memory plan of {name}") } else { "--memory-plan".to_string() };
+            sinks.push(Sink { what, path, model_of: None, copy_of: None });
+        }
+    }
+    if let Some(plot) = &cli.plot {
+        sinks.push(Sink { what: "--plot".into(), path: plot.clone(), model_of: None, copy_of: None });
+    }
+    output::paths::check_collisions(&sources, &sinks)
+}
+
+/// A model from standard input names its external data relative to a folder
+/// the tool does not know: nothing is checked or copied, and the user is told.
+fn warn_stdin_data(file: &OnnxFile, to: Option<&Location>) {
+    let locations = external::locations(&file.model);
+    if locations.is_empty() {
+        return;
+    }
+    let copy = match to {
+        Some(Location::File(p)) => format!("; put them next to {} yourself", p.display()),
+        _ => String::new(),
+    };
+    eprintln!(
+        "onnx-memsched: warning: the model from standard input keeps weights in external data ({}) relative to a folder the tool does not know: not checked, not copied{copy}",
+        locations.join(", ")
+    );
+}
+
 fn warn_missing_data(file: &OnnxFile, from: &Location) {
+    if *from == Location::Std {
+        return; // warn_stdin_data said what there is to say
+    }
     let folder = from.folder();
     let missing: Vec<String> =
         external::locations(&file.model).into_iter().filter(|loc| !folder.join(loc).is_file()).collect();

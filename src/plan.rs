@@ -32,6 +32,10 @@ impl Target {
     }
 }
 
+/// The longest time limit honoured (a week): a longer one is taken as this,
+/// so that no deadline computed from it overflows `Instant`.
+pub const MAX_TIME_LIMIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// What to plan and under which memory model.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
@@ -242,6 +246,7 @@ pub fn plan_with_progress(
 /// whole plan, so the time spent inferring sizes is taken off, and so is a
 /// margin (2%, at most a second) for checking the order and writing the file.
 fn search_budget(limit: Duration, start: Instant) -> Duration {
+    let limit = limit.min(MAX_TIME_LIMIT);
     let margin = (limit / 50).min(Duration::from_secs(1));
     limit.saturating_sub(start.elapsed()).saturating_sub(margin)
 }
