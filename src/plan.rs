@@ -46,6 +46,12 @@ pub struct PlanOptions {
     /// Time budget for the whole plan (size inference, search, checks); the
     /// search gets what is left after sizing, less a margin for the checks.
     pub time_limit: Duration,
+    /// Where size inference runs: `None` in this process (tract's crashes
+    /// and runaways are then this process's); `Some` in that worker process,
+    /// killed after [`sizes::isolate::sizing_budget`] of the time limit and
+    /// capped in memory, with a fallback when it fails (see
+    /// [`sizes::isolate`]).
+    pub size_worker: Option<sizes::isolate::Worker>,
 }
 
 impl Default for PlanOptions {
@@ -56,6 +62,7 @@ impl Default for PlanOptions {
             memory: MemoryOptions::default(),
             sizes: SizeOptions::default(),
             time_limit: Duration::from_secs(60),
+            size_worker: None,
         }
     }
 }
@@ -139,7 +146,14 @@ pub fn plan_with_progress(
         let names: Vec<String> = ops.iter().map(|&v| graph.describe_op(v)).collect();
         PlanError::Cycle(names.join(" -> "))
     })?;
-    let sizes = sizes::infer(&file.model, &opts.sizes)?;
+    let sizes = match &opts.size_worker {
+        None => sizes::infer(&file.model, &opts.sizes)?,
+        Some(worker) => {
+            let budget = sizes::isolate::sizing_budget(opts.time_limit);
+            let deadline = start.checked_add(budget).unwrap_or_else(|| start + Duration::from_secs(1 << 32));
+            sizes::isolate::infer_in_worker(worker, &file.model, &opts.sizes, deadline)?
+        }
+    };
     for tensor in &mut graph.tensors {
         if tensor.kind != TensorKind::Weight {
             tensor.bytes = sizes.tensors.get(&tensor.name).map_or(0, |s| s.bytes);
