@@ -9,6 +9,7 @@ use crate::output::paths::{Sink, Source};
 use crate::output::{self, Location, Outputs};
 use crate::plan::{plan_with_progress, Target};
 use crate::schedule::Scheduler;
+use crate::sizes::isolate::Worker;
 use crate::sizes::SizeOptions;
 use crate::{plot, report, PlanOptions};
 use clap::Parser;
@@ -251,6 +252,21 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    main_with_args_and_worker(args, Worker::current_exe())
+}
+
+/// [`main_with_args`], with size inference run in `worker` (see
+/// [`crate::sizes::isolate`]; `None` sizes in this process, where a crash
+/// inside tract ends the process). [`main_with_args`] passes this executable
+/// with `--size-worker`, which only the `onnx-memsched` binary serves; a
+/// host program (the Python package) passes a command that runs
+/// [`crate::sizes::isolate::serve`].
+pub fn main_with_args_and_worker<I, T>(args: I, worker: Option<Worker>) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let worker = worker.as_ref();
     // SIGINT/SIGTERM remove the files this run has not finished (exit 130/143).
     if let Err(e) = output::cleanup::install_signal_handlers() {
         eprintln!(
@@ -271,11 +287,11 @@ where
         return 2;
     }
     if let Some(dir) = &cli.out_dir {
-        return run_batch(&cli, dir);
+        return run_batch(&cli, dir, worker);
     }
     let from = cli.paths[0].clone();
     let to = if cli.dry_run || cli.check { None } else { cli.paths.get(1).cloned() };
-    match run(&cli, &from, to.as_deref()) {
+    match run(&cli, &from, to.as_deref(), worker) {
         Ok(Exit::Ok) => 0,
         Ok(Exit::Over(message)) => {
             eprintln!("onnx-memsched: {message}");
@@ -313,7 +329,7 @@ fn check_usage(cli: &Cli) -> Result<(), String> {
 }
 
 /// `--out-dir`: every model in parallel, one line each, failures counted.
-fn run_batch(cli: &Cli, dir: &std::path::Path) -> u8 {
+fn run_batch(cli: &Cli, dir: &std::path::Path, worker: Option<&Worker>) -> u8 {
     use rayon::prelude::*;
     if !dir.is_dir() {
         eprintln!("onnx-memsched: error: output folder {} does not exist; create it first", dir.display());
@@ -351,7 +367,7 @@ fn run_batch(cli: &Cli, dir: &std::path::Path) -> u8 {
         .par_iter()
         .map(|input| {
             let to = to_of(input);
-            let result = run(cli, input, to.as_deref());
+            let result = run(cli, input, to.as_deref(), worker);
             match &result {
                 Ok(Exit::Ok) => {}
                 Ok(Exit::Over(message)) => eprintln!("onnx-memsched: {}: {message}", input.display()),
@@ -378,7 +394,12 @@ fn run_batch(cli: &Cli, dir: &std::path::Path) -> u8 {
     }
 }
 
-fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Result<Exit, String> {
+fn run(
+    cli: &Cli,
+    from: &std::path::Path,
+    to: Option<&std::path::Path>,
+    worker: Option<&Worker>,
+) -> Result<Exit, String> {
     let batch = cli.out_dir.is_some();
     let from = Location::parse(from);
     let to = to.map(Location::parse);
@@ -418,6 +439,7 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
         sizes: SizeOptions { dims: cli.dims.clone(), input_shapes: cli.input_shapes.clone() },
         time_limit: Duration::from_secs_f64(cli.time_limit),
         alignment: cli.align,
+        size_worker: worker.cloned(),
     };
     let started = std::time::Instant::now();
     let show_progress = !cli.quiet && !batch;

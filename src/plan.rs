@@ -52,6 +52,12 @@ pub struct PlanOptions {
     pub time_limit: Duration,
     /// Alignment of offsets and sizes in the memory plan, in bytes (>= 1).
     pub alignment: u64,
+    /// Where size inference runs: `None` in this process (tract's crashes
+    /// and runaways are then this process's); `Some` in that worker process,
+    /// killed after [`sizes::isolate::sizing_budget`] of the time limit and
+    /// capped in memory, with a fallback when it fails (see
+    /// [`sizes::isolate`]).
+    pub size_worker: Option<sizes::isolate::Worker>,
 }
 
 impl Default for PlanOptions {
@@ -63,6 +69,7 @@ impl Default for PlanOptions {
             sizes: SizeOptions::default(),
             time_limit: Duration::from_secs(60),
             alignment: crate::arena::DEFAULT_ALIGNMENT,
+            size_worker: None,
         }
     }
 }
@@ -149,7 +156,14 @@ pub fn plan_with_progress(
         let names: Vec<String> = ops.iter().map(|&v| graph.describe_op(v)).collect();
         PlanError::Cycle(names.join(" -> "))
     })?;
-    let sizes = sizes::infer(&file.model, &opts.sizes)?;
+    let sizes = match &opts.size_worker {
+        None => sizes::infer(&file.model, &opts.sizes)?,
+        Some(worker) => {
+            let budget = sizes::isolate::sizing_budget(opts.time_limit);
+            let deadline = start.checked_add(budget).unwrap_or_else(|| start + Duration::from_secs(1 << 32));
+            sizes::isolate::infer_in_worker(worker, &file.model, &opts.sizes, deadline)?
+        }
+    };
     for tensor in &mut graph.tensors {
         if tensor.kind != TensorKind::Weight {
             tensor.bytes = sizes.tensors.get(&tensor.name).map_or(0, |s| s.bytes);

@@ -116,8 +116,12 @@ impl Symbols {
                 .map_err(|err| format!("dimension `{p}` cannot be evaluated: {err}"))?,
             None => i128::from(self.symbol(p)),
         };
-        u64::try_from(value)
-            .map_err(|_| format!("dimension `{p}` evaluates to {value}, which is negative"))
+        if value < 0 {
+            return Err(format!("dimension `{p}` evaluates to {value}, which is negative"));
+        }
+        u64::try_from(value).map_err(|_| {
+            format!("dimension `{p}` evaluates to {value}, which is too large (more than 2^64 - 1)")
+        })
     }
 
     /// Records an assumption that is not about a symbol.
@@ -215,6 +219,9 @@ impl Symbols {
         for (axis, d) in shape.dim.iter().enumerate() {
             dims.push(match &d.value {
                 Some(Dim::DimValue(v)) if *v >= 0 => *v as u64,
+                Some(Dim::DimValue(v)) => {
+                    return Err(format!("its dimension {axis} is {v}, and a dimension cannot be negative (invalid ONNX)"))
+                }
                 Some(Dim::DimParam(p)) => self.param(p)?,
                 _ => {
                     self.notes.push(format!(

@@ -96,7 +96,7 @@ impl fmt::Display for ExprError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ExprError::Syntax(s) => write!(f, "not an arithmetic expression ({s})"),
-            ExprError::Overflow => write!(f, "the value overflows"),
+            ExprError::Overflow => write!(f, "the value is too large (it overflows 128-bit arithmetic)"),
             ExprError::DivisionByZero => write!(f, "division by zero"),
             ExprError::NotInteger(v) => write!(f, "the value {v} is not an integer"),
         }

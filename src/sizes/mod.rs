@@ -40,7 +40,10 @@
 mod dims;
 mod dtype;
 pub mod expr;
+mod fold;
+pub mod isolate;
 mod prepare;
+mod quiet;
 mod tract;
 
 #[cfg(test)]
@@ -74,6 +77,10 @@ pub enum SizeSource {
     /// The tensor's own declaration: a graph input (with `--dim` and
     /// `--input-shape` applied), an initializer, or a `Constant` value.
     Declared,
+    /// The tool's own shape arithmetic on constant inputs, for a node that
+    /// tract would fold into a huge tensor or whose shape values are beyond
+    /// what tract handles (module `fold`).
+    Arithmetic,
 }
 
 /// The size of one tensor.
@@ -150,6 +157,34 @@ pub enum SizeError {
         /// How many other tensors have no size either.
         more: usize,
     },
+    /// A node output too large to have a size in bytes.
+    #[error("tensor `{tensor}` written by node #{node_index} ({op_type} \"{node_name}\") has shape {shape:?}: its size overflows 64 bits, so no runtime can allocate it; check the node's shape inputs")]
+    Overflow {
+        /// The tensor.
+        tensor: String,
+        /// Index of the node that writes it in `graph.node`.
+        node_index: usize,
+        /// That node's name.
+        node_name: String,
+        /// That node's op type.
+        op_type: String,
+        /// Its shape.
+        shape: Vec<u64>,
+    },
+    /// Size inference could not run (its worker process failed to start or
+    /// answered nonsense); the text says what happened and what to do.
+    #[error("{0}")]
+    Isolation(String),
+}
+
+/// How [`infer_with`] uses tract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TractUse {
+    /// On every node it can load, except these (node index, why).
+    Hiding(Vec<(usize, String)>),
+    /// Not at all, for this reason: sizes come from the file and the tool's
+    /// own arithmetic only.
+    Off(String),
 }
 
 /// Rounds of value_info injection from the front of the unknown region before
@@ -178,6 +213,15 @@ fn more_text(more: usize) -> String {
 /// Infers the size of every tensor of `model`'s top-level graph (see the
 /// module doc for how). Never reads external data.
 pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeError> {
+    infer_with(model, opts, &TractUse::Hiding(Vec::new()))
+}
+
+/// [`infer`], with tract used as `tract_use` says.
+pub(crate) fn infer_with(
+    model: &pb::ModelProto,
+    opts: &SizeOptions,
+    tract_use: &TractUse,
+) -> Result<Sizes, SizeError> {
     let graph = model.graph.as_ref().ok_or(SizeError::NoGraph)?;
     for (name, value) in &opts.dims {
         if *value < 0 {
@@ -288,10 +332,38 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
     }
 
     // 3. tract.
-    let loaded = tract::load(model, graph, &inputs);
+    let loaded = match tract_use {
+        TractUse::Hiding(preset) => tract::load(model, graph, &inputs, preset),
+        TractUse::Off(why) => {
+            syms.note(format!("tract was not used ({why}); sizes come from the file's value_info"));
+            let sized = fold::guard(graph, &inputs)
+                .into_iter()
+                .filter_map(|(ix, d)| match d {
+                    fold::Decision::Sized(outs) => Some(outs.into_iter().map(move |(o, e, s)| (ix, o, e, s))),
+                    fold::Decision::Hide(_) => None,
+                })
+                .flatten()
+                .collect();
+            tract::Loaded { model: None, hidden: Vec::new(), failure: Some(why.clone()), sized }
+        }
+    };
+    for (ix, out, elem, shape) in &loaded.sized {
+        let Ok(bytes) = sized(*elem, shape) else {
+            let node = &graph.node[*ix];
+            return Err(SizeError::Overflow {
+                tensor: out.clone(),
+                node_index: *ix,
+                node_name: node.name().to_string(),
+                op_type: op_label(node),
+                shape: shape.clone(),
+            });
+        };
+        let size = TensorSize { elem_type: *elem, shape: shape.clone(), bytes, source: SizeSource::Arithmetic };
+        tensors.insert(out.clone(), size);
+    }
     let hidden: HashMap<usize, String> = loaded.hidden.into_iter().collect();
     let mut analysed = loaded.model;
-    if let Some(failure) = &loaded.failure {
+    if let (Some(failure), TractUse::Hiding(_)) = (&loaded.failure, tract_use) {
         syms.note(format!(
             "tract could not load the model ({failure}); sizes come from the file's value_info"
         ));

@@ -54,6 +54,9 @@ pub(crate) struct Prepared {
     pub node_map: Vec<usize>,
     /// User's nodes left out of the tract model, with the reason.
     pub hidden: Vec<(usize, String)>,
+    /// User's nodes left out of the tract model because their output was
+    /// sized by arithmetic (module `fold`): (node, output, elem_type, shape).
+    pub sized: Vec<(usize, String, i32, Vec<u64>)>,
 }
 
 /// Whether a node's domain is one whose op types tract interprets (tract
@@ -77,7 +80,7 @@ pub(crate) fn tensor_dims(dims: &[i64]) -> Option<Vec<u64>> {
 }
 
 /// Whether tract should get `t` as a typed input rather than a constant.
-fn as_typed_input(t: &pb::TensorProto) -> bool {
+pub(crate) fn as_typed_input(t: &pb::TensorProto) -> bool {
     if is_external(t) {
         return true;
     }
@@ -313,9 +316,25 @@ pub(crate) fn prepare(
     };
     let mut node_map = Vec::with_capacity(graph.node.len());
     let mut hidden = Vec::new();
+    let mut decisions = super::fold::guard(graph, inputs);
+    let mut sized = Vec::new();
     for (i, node) in graph.node.iter().enumerate() {
         let reason = if let Some(r) = hide.get(&i) {
             Some(r.clone())
+        } else if let Some(decision) = decisions.remove(&i) {
+            match decision {
+                super::fold::Decision::Hide(r) => Some(r),
+                super::fold::Decision::Sized(outs) => {
+                    for (name, elem, shape) in outs {
+                        let small = shape.iter().all(|&d| d <= super::fold::TRACT_DIM_LIMIT);
+                        if small && dtype::tract_supports(elem) && defined.insert(name.clone()) {
+                            g.input.push(typed_value_info(&name, elem, &shape));
+                        }
+                        sized.push((i, name, elem, shape));
+                    }
+                    continue;
+                }
+            }
         } else if !standard_domain(node) {
             Some(format!(
                 "tract does not know ops of domain `{}`",
@@ -402,5 +421,6 @@ pub(crate) fn prepare(
         model,
         node_map,
         hidden,
+        sized,
     })
 }

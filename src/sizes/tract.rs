@@ -2,7 +2,8 @@
 //!
 //! tract is a library written for well-formed models it can run; on the
 //! models a user hands this tool it may return an error or even panic. Every
-//! call into it is therefore wrapped in `catch_unwind`, and errors are turned
+//! call into it is therefore wrapped in `catch_unwind` (silently: module
+//! `quiet`), and errors are turned
 //! into text for the caller, who falls back on the file's value_info. Loading
 //! retries with the nodes whose builders failed hidden (see [`load`]);
 //! analysis runs in tract's *obstinate* mode, which keeps going past nodes it
@@ -10,7 +11,6 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tract_onnx::model::{ParseResult, ParsingContext};
 use tract_onnx::prelude::{InferenceFact, InferenceModel, InferenceModelExt, OutletId, TVec};
@@ -18,6 +18,7 @@ use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::Onnx;
 
 use super::dtype;
+use super::quiet;
 use super::prepare::{prepare, Prepared};
 use crate::onnx::pb;
 
@@ -50,6 +51,9 @@ pub(crate) struct Loaded {
     pub hidden: Vec<(usize, String)>,
     /// Why tract refused the model, when it did.
     pub failure: Option<String>,
+    /// Node outputs sized by arithmetic instead of tract (module `fold`):
+    /// (node, output, elem_type, shape).
+    pub sized: Vec<(usize, String, i32, Vec<u64>)>,
 }
 
 /// The tract framework as used here: value_info is ignored (the caller
@@ -83,7 +87,7 @@ fn panic_text(p: Box<dyn Any + Send>) -> String {
 }
 
 fn parse(onnx: &Onnx, proto: &tract_onnx::pb::ModelProto) -> Result<ParseResult, String> {
-    match catch_unwind(AssertUnwindSafe(|| onnx.parse(proto, None))) {
+    match quiet::catch(|| onnx.parse(proto, None)) {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(shorten(format!("{e:#}"))),
         Err(p) => Err(panic_text(p)),
@@ -115,7 +119,7 @@ fn failing_nodes(onnx: &Onnx, proto: &tract_onnx::pb::ModelProto) -> Vec<(usize,
         let Some(builder) = onnx.op_register.0.get(&node.op_type) else {
             continue;
         };
-        match catch_unwind(AssertUnwindSafe(|| builder(&ctx, node))) {
+        match quiet::catch(|| builder(&ctx, node)) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => failing.push((i, shorten(format!("tract cannot load it: {e:#}")))),
             Err(p) => failing.push((i, panic_text(p))),
@@ -124,7 +128,8 @@ fn failing_nodes(onnx: &Onnx, proto: &tract_onnx::pb::ModelProto) -> Vec<(usize,
     failing
 }
 
-/// Prepares the model for tract and loads it. When tract refuses the model,
+/// Prepares the model for tract and loads it, leaving out the nodes of
+/// `preset` (user's node index, why). When tract refuses the model,
 /// the nodes whose builders fail are hidden and loading is retried; if it
 /// still fails (or no single node is to blame) the model is `None` and the
 /// caller sizes everything from value_info.
@@ -132,17 +137,20 @@ pub(crate) fn load(
     model: &pb::ModelProto,
     graph: &pb::GraphProto,
     inputs: &HashMap<String, (i32, Vec<u64>)>,
+    preset: &[(usize, String)],
 ) -> Loaded {
     let onnx = framework();
     let registered = |op: &str| onnx.op_register.0.contains_key(op);
-    let mut hide: HashMap<usize, String> = HashMap::new();
+    let mut hide: HashMap<usize, String> = preset.iter().cloned().collect();
     let mut last_error = String::new();
     let mut hidden = Vec::new();
+    let mut sized = Vec::new();
     for _ in 0..LOAD_ATTEMPTS {
         let Prepared {
             model: proto,
             node_map,
             hidden: h,
+            sized: s,
         } = match prepare(model, graph, inputs, &hide, &registered) {
             Ok(p) => p,
             Err(e) => {
@@ -150,10 +158,12 @@ pub(crate) fn load(
                     model: None,
                     hidden,
                     failure: Some(e),
+                    sized,
                 }
             }
         };
         hidden = h;
+        sized = s;
         match parse(&onnx, &proto) {
             Ok(r) => {
                 let analysed = Analysed {
@@ -164,6 +174,7 @@ pub(crate) fn load(
                     model: Some(analysed),
                     hidden,
                     failure: None,
+                    sized,
                 };
             }
             Err(e) => {
@@ -184,6 +195,7 @@ pub(crate) fn load(
         model: None,
         hidden,
         failure: Some(last_error),
+        sized,
     }
 }
 
@@ -191,7 +203,7 @@ impl Analysed {
     /// Runs (or re-runs) the analysis. Returns tract's first error, if any:
     /// the facts it could infer are kept either way.
     pub fn analyse(&mut self) -> Option<String> {
-        match catch_unwind(AssertUnwindSafe(|| self.model.analyse(true))) {
+        match quiet::catch(|| self.model.analyse(true)) {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(shorten(format!("{e:#}"))),
             Err(p) => Some(panic_text(p)),
@@ -201,15 +213,18 @@ impl Analysed {
     /// What tract knows about tensor `name`; `None` if tract has no such tensor.
     pub fn fact(&self, name: &str) -> Option<Fact> {
         let outlet = *self.outlets.get(name)?;
-        let f = self.model.outlet_fact(outlet).ok()?;
-        let elem_type = f.datum_type.concretize().and_then(dtype::from_tract);
-        let shape = f
-            .shape
-            .as_concrete_finite()
-            .ok()
-            .flatten()
-            .map(|s| s.iter().map(|&d| d as u64).collect());
-        Some(Fact { elem_type, shape })
+        let read = || {
+            let f = self.model.outlet_fact(outlet).ok()?;
+            let elem_type = f.datum_type.concretize().and_then(dtype::from_tract);
+            let shape = f
+                .shape
+                .as_concrete_finite()
+                .ok()
+                .flatten()
+                .map(|s| s.iter().map(|&d| d as u64).collect());
+            Some(Fact { elem_type, shape })
+        };
+        quiet::catch(read).ok().flatten()
     }
 
     /// Tells tract that tensor `name` has this type (taken from the file's
@@ -235,7 +250,7 @@ impl Analysed {
             }
         }
         let model = &mut self.model;
-        let done = catch_unwind(AssertUnwindSafe(|| -> bool {
+        let done = quiet::catch(|| -> bool {
             let Ok(old) = model.outlet_fact(outlet) else {
                 return false;
             };
@@ -243,7 +258,7 @@ impl Analysed {
                 Ok(unified) => model.set_outlet_fact(outlet, unified).is_ok(),
                 Err(_) => false,
             }
-        }));
+        });
         done.unwrap_or(false)
     }
 }
