@@ -111,10 +111,10 @@ fn arena_line(plan: &Plan) -> String {
         )
     };
     format!(
-        "  arena ({} B aligned) {:>9} ({} B): {verdict}; greedy-by-size {} B\n",
-        a.alignment,
+        "  arena              {:>11} ({} B, {} B aligned): {verdict}; greedy-by-size {} B\n",
         human_bytes(a.arena_bytes),
         grouped(a.arena_bytes),
+        a.alignment,
         grouped(a.greedy_by_size_bytes)
     )
 }
