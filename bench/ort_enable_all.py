@@ -113,7 +113,7 @@ def run_worker(model, feeds_path, scratch):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def measure(tool, materialize, src, work):
+def measure(tool, materialize, src, work, tool_args=()):
     import numpy as np
     import onnx
 
@@ -132,7 +132,7 @@ def measure(tool, materialize, src, work):
     os.makedirs(os.path.dirname(after))
     rep = os.path.join(d, "r.json")
     t0 = time.monotonic()
-    p = subprocess.run([tool, "-q", "--report", rep, before, after], capture_output=True, text=True)
+    p = subprocess.run([tool, "-q", "--report", rep, *tool_args, before, after], capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"tool: {p.stderr.strip()}")
     tool_s = time.monotonic() - t0
@@ -140,7 +140,8 @@ def measure(tool, materialize, src, work):
         r = json.load(f)
     feeds_path = os.path.join(d, "feeds.npz")
     np.savez(feeds_path, **make_feeds(model))
-    row = dict(name=name, nodes=r["nodes"], runtimes=r["runtimes"], notes=r.get("notes", []), tool_seconds=tool_s)
+    row = dict(name=name, nodes=r["nodes"], runtimes=r["runtimes"], notes=r.get("notes", []), tool_seconds=tool_s,
+               optimal=r["optimal"], lower_bound=r["lower_bound_bytes"])
     for v, path in (("before", before), ("after", after)):
         row[v] = run_worker(path, feeds_path, d)
     row["same_outputs"] = row["before"]["sha"] == row["after"]["sha"]
@@ -154,19 +155,25 @@ def pct(b, a):
 
 def table(rows, header):
     L = [header, "",
-         "| model | nodes | ort-default (opt. off) predicted before -> after | **arena, 1st run** before -> after (change) "
+         "| model | nodes | file order before -> after | proved | onnxruntime default (opt. off) before -> after "
+         "| **arena, ORT_ENABLE_ALL, 1st run** before -> after (change) "
          "| arena in use, 2nd run (memory pattern) before -> after (change) | outputs identical |",
-         "| --- | ---: | ---: | ---: | ---: | :---: |"]
+         "| --- | ---: | ---: | :---: | ---: | ---: | ---: | :---: |"]
+    notes = []
     for r in rows:
         if "error" in r:
-            L.append(f"| {r['name']} | | | error: {r['error']} | | |")
+            L.append(f"| {r['name']} | | | | | error: {r['error']} | | |")
             continue
-        od = r["runtimes"]["ort-default"]
+        fo, od = r["runtimes"]["file-order"], r["runtimes"]["ort-default"]
         b1, a1 = r["before"]["first"], r["after"]["first"]
         b2, a2 = r["before"]["second"], r["after"]["second"]
-        L.append(f"| {r['name']} | {r['nodes']} | {od['before']:,} -> {od['after']:,} "
+        L.append(f"| {r['name']} | {r['nodes']} | {fo['before']:,} -> {fo['after']:,} "
+                 f"| {'yes' if r['optimal'] else 'no'} | {od['before']:,} -> {od['after']:,} "
                  f"| **{b1:,} -> {a1:,} ({pct(b1, a1):+.1f}%)** | {b2:,} -> {a2:,} ({pct(b2, a2):+.1f}%) "
                  f"| {'yes' if r['same_outputs'] else 'NO'} |")
+        notes += [f"* **{r['name']}**: {n}" for n in r["notes"]]
+    if notes:
+        L += ["", "What the default target reported giving up:", ""] + notes
     return "\n".join(L) + "\n"
 
 
@@ -181,6 +188,7 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(here, "../shared/corpus/open"))
     ap.add_argument("--out")
     ap.add_argument("--json")
+    ap.add_argument("--tool-arg", action="append", default=[], help="extra argument for the tool (repeatable)")
     args = ap.parse_args()
     import onnxruntime
 
@@ -192,7 +200,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ort_enable_all_") as work:
         for m in models:
             try:
-                row = measure(args.tool, materialize, m, work)
+                row = measure(args.tool, materialize, m, work, args.tool_arg)
             except Exception as e:  # one failing model does not stop the table
                 row = dict(name=os.path.basename(m)[: -len(".onnx")], error=str(e)[:200])
             rows.append(row)
