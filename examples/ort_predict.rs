@@ -3,9 +3,12 @@
 //! `Constant` nodes left out (onnxruntime turns them into initializers).
 //!
 //! ```text
-//! cargo run --release --example ort_predict -- MODEL.onnx
+//! cargo run --release --example ort_predict -- MODEL.onnx [--priority]
 //! cargo run --release --example ort_predict -- MODEL.onnx --best 10 --write OUT.onnx [--dim N=V]...
 //! ```
+//!
+//! With `--priority` it prints the order onnxruntime's PRIORITY_BASED
+//! execution order runs instead (`schedule::runtimes::priority_order`).
 //!
 //! With `--best SECONDS` it prints instead the lowest-peak order that some
 //! file order makes onnxruntime run (`schedule::ort::best_reachable`, with
@@ -34,17 +37,19 @@ struct Args {
     best: Option<f64>,
     write: Option<String>,
     sizes: SizeOptions,
+    priority: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let mut out = Args { model: String::new(), best: None, write: None, sizes: SizeOptions::default() };
+    let mut out = Args { model: String::new(), best: None, write: None, sizes: SizeOptions::default(), priority: false };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--best" => {
                 let v = args.next().ok_or("--best needs SECONDS")?;
                 out.best = Some(v.parse::<f64>().map_err(|e| format!("--best {v}: {e}"))?);
             }
+            "--priority" => out.priority = true,
             "--write" => out.write = Some(args.next().ok_or("--write needs a path")?),
             "--dim" => {
                 let v = args.next().ok_or("--dim needs NAME=VALUE")?;
@@ -54,7 +59,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: ort_predict MODEL.onnx [--best SECONDS [--write OUT.onnx]] [--dim NAME=VALUE]...".into()
+                    "usage: ort_predict MODEL.onnx [--priority] [--best SECONDS [--write OUT.onnx]] [--dim NAME=VALUE]...".into()
                 )
             }
             _ if out.model.is_empty() && !a.starts_with('-') => out.model = a,
@@ -62,7 +67,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if out.model.is_empty() {
-        return Err("usage: ort_predict MODEL.onnx [--best SECONDS [--write OUT.onnx]] [--dim NAME=VALUE]...".into());
+        return Err("usage: ort_predict MODEL.onnx [--priority] [--best SECONDS [--write OUT.onnx]] [--dim NAME=VALUE]...".into());
     }
     if out.write.is_some() && out.best.is_none() {
         return Err("--write needs --best".into());
@@ -96,7 +101,12 @@ fn run() -> Result<(), String> {
     let identity: Vec<OpId> = graph.op_ids().collect();
     let Some(seconds) = args.best else {
         let labels = names(&graph, &identity);
-        for v in ort::predict(&graph) {
+        let order = if args.priority {
+            onnx_memsched::schedule::runtimes::priority_order(&graph, &identity).ok_or("the graph has a cycle")?
+        } else {
+            ort::predict(&graph)
+        };
+        for v in order {
             if !ort::is_folded(&graph, v) {
                 println!("{}", labels[v.index()]);
             }

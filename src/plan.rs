@@ -4,6 +4,7 @@ use crate::graph::memory::{evaluate, MemoryOptions, Profile};
 use crate::graph::{self, topo, BuildError, Graph, OpId, TensorKind};
 use crate::onnx::OnnxFile;
 use crate::schedule::driver::{self, SolveOptions, SolveStats};
+use crate::schedule::runtimes::{self, RuntimePeaks};
 use crate::schedule::{ort, Scheduler};
 use crate::sizes::{self, SizeError, SizeOptions};
 use std::time::{Duration, Instant};
@@ -11,10 +12,16 @@ use std::time::{Duration, Instant};
 /// Which runtime behaviour the written file is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Target {
+    /// The default: the least file-order peak (code generators, onnxruntime
+    /// PRIORITY_BASED) subject to onnxruntime's default order of the written
+    /// file peaking no higher than the input's, ties broken toward the lowest
+    /// default-order peak ([`runtimes::balance`]).
+    #[default]
+    AllRuntimes,
     /// Runtimes and code generators that execute nodes in file order
     /// (onnxruntime with PRIORITY_BASED order, onnx2c, onnx-mlir, TensorRT's
-    /// parser): the file order is the schedule.
-    #[default]
+    /// parser): the file order is the schedule, with no regard for
+    /// onnxruntime's default order.
     FileOrder,
     /// onnxruntime with default settings: it runs a reverse depth-first
     /// order in which file order only breaks ties; the file is ordered so
@@ -26,6 +33,7 @@ impl Target {
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
+            Target::AllRuntimes => "all-runtimes",
             Target::FileOrder => "file-order",
             Target::OrtDefault => "ort-default",
         }
@@ -64,7 +72,7 @@ impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
             scheduler: Scheduler::Auto,
-            target: Target::FileOrder,
+            target: Target::AllRuntimes,
             memory: MemoryOptions::default(),
             sizes: SizeOptions::default(),
             time_limit: Duration::from_secs(60),
@@ -135,6 +143,19 @@ pub struct Plan {
     pub arena: crate::arena::MemoryPlan,
     /// Wall time of planning.
     pub seconds: f64,
+    /// Every runtime's peak for the input file and for the written file.
+    pub runtimes: RuntimeFigures,
+    /// What the target gave up and why, one sentence each (empty when nothing).
+    pub notes: Vec<String>,
+}
+
+/// Every runtime's peak before and after the rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuntimeFigures {
+    /// For the input file as it is.
+    pub before: RuntimePeaks,
+    /// For the file written (`Plan::file_order`).
+    pub after: RuntimePeaks,
 }
 
 /// Infers sizes, builds the graph, runs the scheduler and checks its order.
@@ -179,7 +200,15 @@ pub fn plan_with_progress(
         progress,
     };
     let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
+    let mut notes = Vec::new();
     let (before_order, order, file_order, method, stats, proved, lower_bound) = match opts.target {
+        Target::AllRuntimes => {
+            let found = runtimes::balance(&graph, &solve_opts).map_err(|e| internal(e.to_string()))?;
+            topo::check_order(&graph, &found.file).map_err(&internal)?;
+            notes = found.notes;
+            let file = found.file;
+            (input_order.clone(), file.clone(), file, found.method, found.stats, found.optimal, found.lower_bound)
+        }
         Target::FileOrder => {
             let solution = driver::solve(&graph, &solve_opts).map_err(|e| internal(e.to_string()))?;
             topo::check_order(&graph, &solution.order).map_err(&internal)?;
@@ -187,7 +216,12 @@ pub fn plan_with_progress(
             if claimed != solution.peak {
                 return Err(internal(format!("claimed peak {} but the order peaks at {claimed}", solution.peak)));
             }
-            let order = solution.order;
+            // Shape/Size nodes where onnxruntime PRIORITY_BASED runs them,
+            // when that costs nothing: then it runs the file as written.
+            let order = match runtimes::priority_order(&graph, &solution.order) {
+                Some(moved) if evaluate(&graph, &moved, &opts.memory).peak <= solution.peak => moved,
+                _ => solution.order,
+            };
             let bound = solution.lower_bound;
             (input_order.clone(), order.clone(), order, solution.method, solution.stats, solution.optimal, bound)
         }
@@ -233,6 +267,12 @@ pub fn plan_with_progress(
     if !file_sorted {
         assumptions.push("the file's nodes were not topologically sorted: the input order is their stable sort".into());
     }
+    let identity: Vec<OpId> = graph.op_ids().collect();
+    let figures = |file: &[OpId]| {
+        runtimes::runtime_peaks(&graph, file, &opts.memory)
+            .ok_or_else(|| internal("the runtimes' orders do not cover the graph".into()))
+    };
+    let runtimes = RuntimeFigures { before: figures(&identity)?, after: figures(&file_order)? };
     Ok(Plan {
         graph,
         input_order,
@@ -253,6 +293,8 @@ pub fn plan_with_progress(
         memory: opts.memory,
         arena,
         seconds: start.elapsed().as_secs_f64(),
+        runtimes,
+        notes,
     })
 }
 

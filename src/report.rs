@@ -91,6 +91,7 @@ pub fn summary(model_name: &str, plan: &Plan) -> String {
     );
     s += &arena_line(plan);
     s += &format!("  weights            {:>11} (not counted)\n", human_bytes(plan.weight_bytes));
+    s += &runtime_lines(plan);
     for a in &plan.assumptions {
         s += &format!("  assumed: {a}\n");
     }
@@ -117,6 +118,33 @@ fn arena_line(plan: &Plan) -> String {
         a.alignment,
         grouped(a.greedy_by_size_bytes)
     )
+}
+
+/// The peak every runtime model pays, before -> after, one line each, and
+/// what the target gave up.
+fn runtime_lines(plan: &Plan) -> String {
+    let (b, a) = (&plan.runtimes.before, &plan.runtimes.after);
+    let line = |label: &str, before: u64, after: u64| {
+        format!(
+            "    {label:<48} {:>11} -> {:>11} ({} -> {} B)\n",
+            human_bytes(before),
+            human_bytes(after),
+            grouped(before),
+            grouped(after)
+        )
+    };
+    let mut s = "  runtimes (peak of the order each runs; before -> after):\n".to_string();
+    s += &line("file order (code generators)", b.file_order, a.file_order);
+    if b.ort_priority != b.file_order || a.ort_priority != a.file_order {
+        s += &line("onnxruntime PRIORITY_BASED", b.ort_priority, a.ort_priority);
+    } else {
+        s += &line("onnxruntime PRIORITY_BASED (runs the file order)", b.ort_priority, a.ort_priority);
+    }
+    s += &line("onnxruntime default order (ORT_DISABLE_ALL)", b.ort_default, a.ort_default);
+    for note in &plan.notes {
+        s += &format!("  note: {note}\n");
+    }
+    s
 }
 
 /// One line per model for `--out-dir` runs.
@@ -176,6 +204,12 @@ pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json:
         "file_sorted": plan.file_sorted,
         "seconds": plan.seconds,
         "assumptions": plan.assumptions,
+        "runtimes": {
+            "file-order": {"before": plan.runtimes.before.file_order, "after": plan.runtimes.after.file_order},
+            "ort-priority-based": {"before": plan.runtimes.before.ort_priority, "after": plan.runtimes.after.ort_priority},
+            "ort-default": {"before": plan.runtimes.before.ort_default, "after": plan.runtimes.after.ort_default},
+        },
+        "notes": plan.notes,
     })
 }
 

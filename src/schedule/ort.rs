@@ -620,6 +620,27 @@ fn constrained_sort(dag: &Dag, after: &[Vec<u32>], folded: &[OpId], rank: &[usiz
     (file.len() == n).then_some(file)
 }
 
+/// The file-order constraints that make onnxruntime's default order run
+/// `target`, beyond "producers before consumers": pairs `(u, c)` meaning
+/// `u` must stand before `c` in the file. Every topologically sorted file
+/// that meets them makes onnxruntime run `target` (the replay construction
+/// of the module docs; folded ops are free). `None` if no sorted file
+/// makes it run `target`.
+pub fn steering_constraints(graph: &Graph, target: &[OpId]) -> Option<Vec<(OpId, OpId)>> {
+    topo::check_order(graph, target).ok()?;
+    let dag = Dag::new(graph);
+    let seq: Vec<u32> = target.iter().filter(|v| !dag.folded[v.index()]).map(|v| v.0).collect();
+    let steering = replay(&dag, &seq)?;
+    Some(
+        steering
+            .after
+            .iter()
+            .enumerate()
+            .flat_map(|(u, later)| later.iter().map(move |&c| (OpId(u as u32), OpId(c))))
+            .collect(),
+    )
+}
+
 /// Whether some sorted file makes onnxruntime run `target`.
 pub fn is_reachable(graph: &Graph, target: &[OpId]) -> bool {
     file_order_for(graph, target).is_some()
