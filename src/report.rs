@@ -104,8 +104,12 @@ pub fn one_line(model_name: &str, plan: &Plan) -> String {
     } else {
         0.0
     };
+    let rests = match &plan.unknown_dim {
+        Some(u) if !u.tensors.is_empty() => format!(", resting on --unknown-dim {}", u.value),
+        _ => String::new(),
+    };
     format!(
-        "{model_name}: {} nodes, peak {} -> {} ({change:+.1}%), {verdict}, {:.2} s",
+        "{model_name}: {} nodes, peak {} -> {} ({change:+.1}%), {verdict}{rests}, {:.2} s",
         plan.graph.ops.len(),
         human_bytes(plan.before.peak),
         human_bytes(plan.after.peak),
@@ -143,6 +147,12 @@ pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json:
         "file_sorted": plan.file_sorted,
         "seconds": plan.seconds,
         "assumptions": plan.assumptions,
+        "unknown_dim": plan.unknown_dim.as_ref().map(|u| json!({
+            "value": u.value,
+            "tensors": u.tensors.len(),
+            "first": u.tensors.iter().take(5).collect::<Vec<_>>(),
+            "derived": u.derived,
+        })),
     })
 }
 

@@ -172,7 +172,7 @@ impl Symbols {
     pub fn value_info(&mut self, vi: &pb::ValueInfoProto) -> Result<Concrete, String> {
         let tt = tensor_type(vi)?;
         let elem = tt.elem_type();
-        if dtype::elem_bits(elem).is_none() {
+        if dtype::elem_bits(elem).is_none() && elem != dtype::code::STRING {
             return Err(format!(
                 "its element type {} has no fixed size",
                 dtype::elem_name(elem)
@@ -184,7 +184,18 @@ impl Symbols {
             dims.push(match &d.value {
                 Some(Dim::DimValue(v)) if *v >= 0 => *v as u64,
                 Some(Dim::DimParam(p)) => self.param(p)?,
-                _ => return Err(format!("dimension {axis} of its value_info has no size")),
+                // No value and no name: an unknown dim like an unbound
+                // symbol, so 1, and said.
+                _ => {
+                    let name = vi.name();
+                    let note = format!(
+                        "value_info of `{name}`: dimension {axis} has neither value nor name: assumed 1 (as an unbound symbol)"
+                    );
+                    if !self.notes.contains(&note) {
+                        self.notes.push(note);
+                    }
+                    1
+                }
             });
         }
         Ok((elem, dims))
@@ -239,6 +250,18 @@ fn tensor_type(vi: &pb::ValueInfoProto) -> Result<&pb::type_proto::Tensor, Strin
         Some(Value::SparseTensorType(_)) => Err("it is a sparse tensor".into()),
         Some(Value::OpaqueType(_)) => Err("it is an opaque value, not a tensor".into()),
         None => Err("its type is not declared".into()),
+    }
+}
+
+/// The tensor type inside a type: the type itself, or the element of a
+/// sequence or optional (recursively); with whether a sequence was crossed.
+pub(crate) fn element_tensor(t: &pb::TypeProto) -> Option<(&pb::type_proto::Tensor, bool)> {
+    use pb::type_proto::Value;
+    match t.value.as_ref()? {
+        Value::TensorType(tt) => Some((tt, false)),
+        Value::SequenceType(s) => element_tensor(s.elem_type.as_deref()?).map(|(tt, _)| (tt, true)),
+        Value::OptionalType(o) => element_tensor(o.elem_type.as_deref()?),
+        _ => None,
     }
 }
 

@@ -323,6 +323,8 @@ pub(crate) fn prepare(
             ))
         } else if !registered(node.op_type()) {
             Some(format!("tract-onnx has no {} op", node.op_type()))
+        } else if super::rules::sized_by_rules_only(node) {
+            Some(format!("{} is sized by the tool's own rule", node.op_type()))
         } else {
             None
         };
@@ -367,7 +369,7 @@ pub(crate) fn prepare(
                 }
             }
         } else {
-            node.clone()
+            super::rules::patch_for_tract(node).unwrap_or_else(|| node.clone())
         };
         defined.extend(new_node.output.iter().filter(|o| !o.is_empty()).cloned());
         node_map.push(i);

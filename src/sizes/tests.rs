@@ -4,6 +4,8 @@ use super::dtype::code::*;
 use super::*;
 use pb::tensor_shape_proto::{dimension::Value as Dim, Dimension};
 
+mod rules_cases;
+
 // ---------------------------------------------------------------- builders
 
 /// A value_info; each dim is a number, `?` (no value) or a `dim_param`.
@@ -641,9 +643,9 @@ fn custom_domain_op_named_like_a_standard_op_is_not_trusted() {
 }
 
 #[test]
-fn loop_outputs_come_from_value_info() {
-    // Loop is not in tract-onnx 0.23: its output comes from value_info and
-    // what follows from tract.
+fn loop_outputs_come_from_the_body() {
+    // Loop is not in tract-onnx 0.23: its output comes from the tool's rule
+    // (the body sized on its own), and what follows from tract.
     let body = graph(
         vec![
             node("Identity", &["c_in"], &["c_out"], vec![]),
@@ -676,21 +678,27 @@ fn loop_outputs_come_from_value_info() {
     let s = infer(&m, &no_opts()).unwrap();
     assert_eq!(
         (get(&s, "h_final").bytes, get(&s, "h_final").source),
-        (32, SizeSource::ValueInfo)
+        (32, SizeSource::Rule)
     );
     assert_eq!(
         (get(&s, "y").bytes, get(&s, "y").source),
         (32, SizeSource::Tract)
     );
-    assert!(
-        s.assumptions.iter().any(|a| a.contains("Loop")),
-        "{:?}",
-        s.assumptions
-    );
 
-    // without the value_info: an error that names the Loop node
+    // without the value_info: the same
     let mut m = m;
     m.graph.as_mut().unwrap().value_info.clear();
+    let s = infer(&m, &no_opts()).unwrap();
+    assert_eq!(get(&s, "h_final").bytes, 32);
+
+    // a Loop whose body cannot be sized (a custom op without value_info):
+    // an error that names the Loop node
+    let g = m.graph.as_mut().unwrap();
+    let body = g.node[0].attribute[0].g.as_mut().unwrap();
+    body.node[1] = custom("com.example", "Mystery", &["h"], &["h_out"]);
+    if let Some(pb::type_proto::Value::TensorType(t)) = body.output[1].r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        t.shape = None;
+    }
     let e = infer(&m, &no_opts()).unwrap_err().to_string();
     assert!(
         e.contains("`h_final`") && e.contains("Loop") && e.contains("node #0"),
@@ -699,7 +707,7 @@ fn loop_outputs_come_from_value_info() {
 }
 
 #[test]
-fn if_with_external_weights_in_branches_is_inferred_by_tract() {
+fn if_with_external_weights_in_branches_is_inferred() {
     // then: Conv with an external weight local to the branch; else: Relu.
     let conv = |out: &str, w: &str| {
         node(
@@ -744,7 +752,7 @@ fn if_with_external_weights_in_branches_is_inferred_by_tract() {
     ));
     let s = infer(&m, &no_opts()).unwrap();
     let out = get(&s, "out");
-    assert_eq!((out.bytes, out.source), (3 * 64 * 4, SizeSource::Tract));
+    assert_eq!((out.bytes, out.source), (3 * 64 * 4, SizeSource::Rule));
     assert_eq!(get(&s, "cond").elem_type, BOOL);
 }
 

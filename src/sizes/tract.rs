@@ -10,6 +10,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::ops::Not;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tract_onnx::model::{ParseResult, ParsingContext};
@@ -34,6 +35,15 @@ pub(crate) struct Fact {
     pub elem_type: Option<i32>,
     /// Shape, when tract knows every dimension.
     pub shape: Option<Vec<u64>>,
+}
+
+/// What tract knows about a tensor whose shape it does not fully know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Partial {
+    /// ONNX element type, when tract knows it.
+    pub elem_type: Option<i32>,
+    /// Each dim, `None` where unknown; `None` as a whole when the rank is.
+    pub dims: Option<Vec<Option<u64>>>,
 }
 
 /// A loaded and analysed tract model with its ONNX name table.
@@ -210,6 +220,21 @@ impl Analysed {
             .flatten()
             .map(|s| s.iter().map(|&d| d as u64).collect());
         Some(Fact { elem_type, shape })
+    }
+
+    /// What tract knows about tensor `name`, dim by dim; `None` if tract has
+    /// no such tensor.
+    pub fn partial(&self, name: &str) -> Option<Partial> {
+        let outlet = *self.outlets.get(name)?;
+        let f = self.model.outlet_fact(outlet).ok()?;
+        let elem_type = f.datum_type.concretize().and_then(dtype::from_tract);
+        let dims = f.shape.is_open().not().then(|| {
+            f.shape
+                .dims()
+                .map(|d| d.concretize().and_then(|d| d.to_usize().ok()).map(|d| d as u64))
+                .collect()
+        });
+        Some(Partial { elem_type, dims })
     }
 
     /// Tells tract that tensor `name` has this type (taken from the file's
