@@ -3,14 +3,21 @@
 //! The scheduler needs a size for every activation, and ONNX files rarely
 //! carry them all: exporters write shapes for the graph's inputs and outputs,
 //! sometimes for intermediate tensors (`value_info`), with symbolic
-//! dimensions (`batch`, `128*batch`). So sizes are *inferred*, with tract's
-//! shape inference, and the file's own claims are only a fallback:
+//! dimensions (`batch`, `128*batch`). So sizes are *inferred*: forward from
+//! each tensor's producer where possible, the file's own claims only as a
+//! fallback, and a guess only when the user asks for one (`--unknown-dim`):
 //!
 //! 1. **Inputs.** Each graph input gets a concrete type: its declared type,
 //!    with `dim_param`s bound by `--dim` (or assumed 1, which is reported:
 //!    see [`Sizes::assumptions`]) and its shape replaced by `--input-shape`
-//!    when given. Derived dimensions such as `128*batch` or `(batch+1)//2`
-//!    are evaluated (module `expr`).
+//!    when given. `--input-shape` also binds every symbol of the input's
+//!    declared dims (`[batch, seq_len]` with `1x16` binds `seq_len` = 16 for
+//!    the whole graph); a symbol given two values is a
+//!    [`SizeError::ConflictingDim`]. Derived dimensions such as `128*batch`
+//!    or `(batch+1)//2` are evaluated (module `expr`). A dim with neither
+//!    value nor name counts like an unbound symbol (1, and said), on inputs
+//!    and in value_info alike. A sequence or optional input is sized only with
+//!    `--unknown-dim` (its length is never declared).
 //! 2. **Weights** never set the tool's time and are never read: float
 //!    initializers over 1 KiB, integer ones over 64 KiB and any stored as
 //!    external data reach tract as typed graph inputs (dtype and dims, no
@@ -21,21 +28,33 @@
 //! 3. **tract** (`tract_onnx::onnx()`, file value_info ignored) parses the
 //!    prepared model and analyses it; each ONNX name's fact is read through
 //!    `outlets_by_name`. Ops tract lacks (custom domains, `Loop`, unknown
-//!    types) and nodes whose tract builder fails are left out of tract's
-//!    model (their outputs become unknown sources), so one unsupported node
-//!    never stops the rest. tract's `TDim` (the type of `Shape` outputs)
-//!    counts as INT64.
-//! 4. **value_info fallback.** Where tract has no concrete fact, the file's
-//!    `value_info` / graph `output` type is used ([`SizeSource::ValueInfo`]),
-//!    with its `dim_param`s evaluated as for inputs, and it is also handed to
-//!    tract, which then infers what depends on it (so one unsupported op does
-//!    not need value_info for everything downstream).
-//! 5. A tensor with neither is a [`SizeError::Unsized`] naming the tensor, the
-//!    node that writes it, and the flags that fix it.
+//!    types), nodes whose tract builder fails and `If` (tract unifies its
+//!    branches into one fact) are left out of tract's model (their outputs
+//!    become unknown sources), so one unsupported node never stops the rest.
+//!    tract's `TDim` (the type of `Shape` outputs) counts as INT64.
+//! 4. **Front by front.** Each output tract leaves unknown, and each output
+//!    of a node left out of tract (tract's fact there could only come from
+//!    its consumers), is decided once all the node's inputs are known: by
+//!    the tool's own rule for the op (module `rules`, [`SizeSource::Rule`]),
+//!    else by the file's `value_info` / graph `output` type
+//!    ([`SizeSource::ValueInfo`]), else, with `--unknown-dim N`, by what is
+//!    known with each unknown dim taken as `N` ([`SizeSource::UnknownDim`]).
+//!    Each decision is handed to tract, which then infers what follows, so
+//!    one op tract fails on does not leave the rest of the graph unsized.
+//! 5. Where tract's fact and a static value_info (every dim a number)
+//!    disagree, the assumptions name the tensor and both shapes; tract's
+//!    fact is used when all the node's inputs were known to it (forward
+//!    inference), the file's otherwise.
+//! 6. A tensor with none of these is a [`SizeError::Unsized`] naming the
+//!    tensor, the node that writes it, and the flags that fix it
+//!    (`--unknown-dim N` for a data-dependent size).
 //!
 //! Sizes are elements times element size; sub-byte types are packed
-//! ([`elem_bytes`]). Strings have no fixed size and count 0 bytes (said in
-//! the assumptions). Alignment and allocator overheads are not counted.
+//! ([`elem_bytes`]). Strings have no fixed size and count 0 bytes, whether a
+//! graph input or written by a node, whatever their shape (said in the
+//! assumptions). A sequence counts as its elements stacked along a new first
+//! dim (the same bytes), an optional as its element. Alignment and allocator
+//! overheads are not counted.
 
 mod dims;
 mod dtype;
@@ -194,7 +213,7 @@ pub enum SizeError {
 
 /// Rounds of value_info injection from the front of the unknown region before
 /// the rest is filled at once (each round re-runs tract's analysis).
-const MAX_INJECTION_ROUNDS: usize = 8;
+const MAX_INJECTION_ROUNDS: usize = 32;
 
 /// Names of the graph's initializers, dense and sparse: weights, never
 /// graph inputs even when the file also lists them as inputs.
@@ -305,7 +324,9 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
                 },
             },
         );
-        inputs.insert(name.to_string(), (elem, shape));
+        if !sequence_inputs.iter().any(|s| s == name) {
+            inputs.insert(name.to_string(), (elem, shape));
+        }
     }
 
     // 2. Weights, from their own declarations.
@@ -427,7 +448,13 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
                 }
                 concrete(a.and_then(|a| a.fact(n)).as_ref())
             };
-            let at_front = node.input.iter().filter(|i| !i.is_empty()).all(|i| lookup(i).is_some());
+            // Inputs, and the outer-scope values a body reads.
+            let free = node
+                .attribute
+                .iter()
+                .flat_map(|a| a.g.iter().chain(&a.graphs))
+                .flat_map(rules::free_names);
+            let at_front = node.input.iter().filter(|i| !i.is_empty()).cloned().chain(free).all(|i| lookup(&i).is_some());
             if !(last || at_front) {
                 continue;
             }
@@ -467,8 +494,12 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
                 } else {
                     None
                 };
-                if choice.is_none() && rule.is_some() {
-                    data_dependent.insert(out.to_string(), format!("its size depends on the data ({})", op_label(node)));
+                if choice.is_none() {
+                    if rule.is_some() {
+                        data_dependent.insert(out.to_string(), format!("its size depends on the data ({})", op_label(node)));
+                    } else if let Some(why) = &applied.failure {
+                        data_dependent.insert(out.to_string(), format!("the tool's rule for {} failed: {why}", op_label(node)));
+                    }
                 }
                 if let Some((t, guessed)) = choice {
                     choices.push((out.to_string(), t, guessed));
@@ -619,7 +650,7 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
         }
     }
     for d in &disagreements {
-        assumptions.push(format!("tract and the file's value_info disagree on {d}"));
+        assumptions.push(format!("the file's value_info disagrees on {d}"));
     }
     let mut strings: Vec<&str> = tensors
         .iter()

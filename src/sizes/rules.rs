@@ -92,6 +92,17 @@ impl RuleOut {
 pub(crate) struct Applied {
     pub outs: Vec<Option<RuleOut>>,
     pub notes: Vec<String>,
+    /// Why the rule could not size the outputs (a body that cannot be sized).
+    pub failure: Option<String>,
+}
+
+impl Applied {
+    fn failed(why: String) -> Option<Applied> {
+        Some(Applied {
+            failure: Some(why),
+            ..Default::default()
+        })
+    }
 }
 
 /// What the rules can read besides the inputs' types.
@@ -221,7 +232,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
     if !super::prepare::standard_domain(node) {
         return None;
     }
-    let one = |o: RuleOut| Some(Applied { outs: vec![Some(o)], notes: Vec::new() });
+    let one = |o: RuleOut| Some(Applied { outs: vec![Some(o)], notes: Vec::new(), failure: None });
     let typed = |i: usize| input(node, i).and_then(lookup);
     let values = |i: usize| input(node, i).and_then(|n| ctx.consts.get(n));
     let dtype_attr = || attr(node, "dtype").map(|a| a.i() as i32);
@@ -447,17 +458,29 @@ fn bytes(t: &Typed) -> u64 {
 fn if_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Typed>) -> Option<Applied> {
     let cond = input(node, 0)?;
     let taken = ctx.consts.get(cond).and_then(|v| v.first()).map(|&c| c != 0.0);
-    let run = |name: &str| body(node, name).map(|g| run_body(g, &[], ctx, lookup));
+    let run = |name: &str| match body(node, name) {
+        Some(g) => run_body(g, &[], ctx, lookup),
+        None => Err(format!("it has no {name}")),
+    };
     let mut notes = Vec::new();
     let outs: Vec<Typed> = match taken {
         Some(t) => {
-            let (outs, n) = run(if t { "then_branch" } else { "else_branch" })?.ok()?;
+            let (outs, n) = match run(if t { "then_branch" } else { "else_branch" }) {
+                Ok(x) => x,
+                Err(e) => return Applied::failed(e),
+            };
             notes.extend(n);
             outs
         }
         None => {
-            let (a, na) = run("then_branch")?.ok()?;
-            let (b, nb) = run("else_branch")?.ok()?;
+            let (a, na) = match run("then_branch") {
+                Ok(x) => x,
+                Err(e) => return Applied::failed(format!("then branch: {e}")),
+            };
+            let (b, nb) = match run("else_branch") {
+                Ok(x) => x,
+                Err(e) => return Applied::failed(format!("else branch: {e}")),
+            };
             notes.extend(na.into_iter().chain(nb));
             if a.len() != b.len() {
                 return None;
@@ -498,6 +521,7 @@ fn if_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Type
     Some(Applied {
         outs: outs.iter().map(|(e, s)| Some(RuleOut::known(*e, s))).collect(),
         notes,
+        failure: None,
     })
 }
 
@@ -506,7 +530,10 @@ fn loop_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Ty
     let carried: Vec<Typed> = node.input.iter().skip(2).map(|i| lookup(i)).collect::<Option<Vec<_>>>()?;
     let mut formal = vec![(INT64, vec![]), (BOOL, vec![])];
     formal.extend(carried.iter().cloned());
-    let (outs, notes) = run_body(g, &formal, ctx, lookup).ok()?;
+    let (outs, notes) = match run_body(g, &formal, ctx, lookup) {
+        Ok(x) => x,
+        Err(e) => return Applied::failed(e),
+    };
     // body outputs: cond, carried..., scan outputs...
     let trip = match (input(node, 0).and_then(|m| ctx.consts.get(m)), input(node, 1)) {
         (Some(m), None) if m.len() == 1 && m[0] >= 0.0 => Some(m[0] as u64),
@@ -527,7 +554,7 @@ fn loop_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Ty
             result.push(Some(RuleOut { elem: *elem, dims }));
         }
     }
-    Some(Applied { outs: result, notes })
+    Some(Applied { outs: result, notes, failure: None })
 }
 
 fn scan_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Typed>) -> Option<Applied> {
@@ -549,7 +576,10 @@ fn scan_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Ty
         formal.push((*elem, s));
     }
     let seq_len = seq_len?;
-    let (outs, notes) = run_body(g, &formal, ctx, lookup).ok()?;
+    let (outs, notes) = match run_body(g, &formal, ctx, lookup) {
+        Ok(x) => x,
+        Err(e) => return Applied::failed(e),
+    };
     let mut result = Vec::new();
     for (k, (elem, shape)) in outs.iter().enumerate() {
         if k < n_states {
@@ -563,5 +593,5 @@ fn scan_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Ty
             result.push(Some(RuleOut::known(*elem, &s)));
         }
     }
-    Some(Applied { outs: result, notes })
+    Some(Applied { outs: result, notes, failure: None })
 }
