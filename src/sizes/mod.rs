@@ -291,7 +291,7 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
             // length (and unknown dims) only --unknown-dim gives.
             let seq = vi.r#type.as_ref().and_then(dims::element_tensor).filter(|(t, _)| t.elem_type() != 0);
             match (seq, opts.unknown_dim) {
-                (Some(_), Some(n)) => guess_with_unknown_dim(None, Some(vi), n)
+                (Some(_), Some(n)) => guess_with_unknown_dim(None, Some(*vi), n)
                     .map(|(e, s, _)| {
                         sequence_inputs.push(name.to_string());
                         (e, s)

@@ -422,7 +422,13 @@ fn run_body(
             continue;
         }
         let (elem, shape) = lookup(&name).ok_or_else(|| format!("the outer value `{name}` it reads has no size yet"))?;
-        sub.input.push(super::prepare::typed_value_info(&name, elem, &shape));
+        // A small outer constant stays a constant: shape computations in the
+        // body may read its values.
+        if let Some(t) = ctx.consts.get(&name).and_then(|v| constant_tensor(&name, elem, &shape, v)) {
+            sub.initializer.push(t);
+        } else {
+            sub.input.push(super::prepare::typed_value_info(&name, elem, &shape));
+        }
     }
     let model = pb::ModelProto {
         ir_version: ctx.model.ir_version,
@@ -449,6 +455,28 @@ fn run_body(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((outs, assumptions))
+}
+
+/// A tensor holding `values` as type `elem`, for the types whose values
+/// shapes are made of.
+fn constant_tensor(name: &str, elem: i32, shape: &[u64], values: &[f64]) -> Option<pb::TensorProto> {
+    let mut t = pb::TensorProto {
+        name: Some(name.to_string()),
+        dims: shape.iter().map(|&d| i64::try_from(d).ok()).collect::<Option<Vec<_>>>()?,
+        data_type: Some(elem),
+        ..Default::default()
+    };
+    if super::dims::count(shape)? != values.len() as u64 {
+        return None;
+    }
+    match elem {
+        INT64 => t.int64_data = values.iter().map(|&v| v as i64).collect(),
+        INT32 | BOOL | INT8 | UINT8 | INT16 | UINT16 => t.int32_data = values.iter().map(|&v| v as i32).collect(),
+        FLOAT => t.float_data = values.iter().map(|&v| v as f32).collect(),
+        DOUBLE => t.double_data = values.to_vec(),
+        _ => return None,
+    }
+    Some(t)
 }
 
 fn bytes(t: &Typed) -> u64 {

@@ -231,7 +231,7 @@ impl Analysed {
         let dims = f.shape.is_open().not().then(|| {
             f.shape
                 .dims()
-                .map(|d| d.concretize().and_then(|d| d.to_usize().ok()).map(|d| d as u64))
+                .map(|d| d.concretize().and_then(|d| d.to_i64().ok()).and_then(|d| u64::try_from(d).ok()))
                 .collect()
         });
         Some(Partial { elem_type, dims })
