@@ -47,6 +47,10 @@ fn parse_args() -> Result<(String, SizeOptions), String> {
                     opts.input_shapes.push((name.to_string(), shape));
                 }
             }
+            "--unknown-dim" => {
+                let v = args.next().ok_or("--unknown-dim needs N")?;
+                opts.unknown_dim = Some(v.parse::<u64>().map_err(|e| format!("--unknown-dim {v}: {e}"))?);
+            }
             _ if path.is_none() => path = Some(a),
             _ => return Err(format!("unexpected argument `{a}`")),
         }

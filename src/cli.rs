@@ -111,6 +111,11 @@ struct Cli {
     /// (repeatable).
     #[arg(long = "input-shape", value_name = "NAME=DIMS", value_parser = parse_shape)]
     input_shapes: Vec<(String, Vec<u64>)>,
+    /// Take each dim that nothing can determine (data-dependent, such as
+    /// NonZero's count or a Loop's trip count) as N; every figure then rests
+    /// on it and the report says which tensors it touched.
+    #[arg(long, value_name = "N")]
+    unknown_dim: Option<u64>,
     /// Memory model: graph inputs stay live for the whole run (the caller
     /// owns them, as in onnxruntime) instead of being freed after their last
     /// use.
@@ -445,7 +450,11 @@ fn run(
         scheduler,
         target,
         memory: MemoryOptions { inputs_live_whole_run: cli.inputs_live_whole_run, inplace: cli.inplace },
-        sizes: SizeOptions { dims: cli.dims.clone(), input_shapes: cli.input_shapes.clone() },
+        sizes: SizeOptions {
+            dims: cli.dims.clone(),
+            input_shapes: cli.input_shapes.clone(),
+            unknown_dim: cli.unknown_dim,
+        },
         time_limit: Duration::from_secs_f64(cli.time_limit),
         alignment: cli.align,
         size_worker: worker.cloned(),

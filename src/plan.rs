@@ -136,6 +136,9 @@ pub struct Plan {
     pub assumptions: Vec<String>,
     /// Bytes of weights (initializers and Constant outputs) with known size.
     pub weight_bytes: u64,
+    /// What `--unknown-dim` decided (`None` without the flag); every figure
+    /// rests on it when its tensor list is not empty.
+    pub unknown_dim: Option<sizes::UnknownDimUse>,
     /// The memory model the peaks were computed under.
     pub memory: MemoryOptions,
     /// Offsets of every activation tensor in one arena for `order`, with
@@ -290,6 +293,7 @@ pub fn plan_with_progress(
         stats,
         assumptions,
         weight_bytes,
+        unknown_dim: sizes.unknown_dim.clone(),
         memory: opts.memory,
         arena,
         seconds: start.elapsed().as_secs_f64(),

@@ -159,8 +159,12 @@ pub fn one_line(model_name: &str, plan: &Plan) -> String {
     } else {
         0.0
     };
+    let rests = match &plan.unknown_dim {
+        Some(u) if !u.tensors.is_empty() => format!(", resting on --unknown-dim {}", u.value),
+        _ => String::new(),
+    };
     format!(
-        "{model_name}: {} nodes, peak {} -> {} ({change:+.1}%), {verdict}, {:.2} s",
+        "{model_name}: {} nodes, peak {} -> {} ({change:+.1}%), {verdict}{rests}, {:.2} s",
         plan.graph.ops.len(),
         human_bytes(plan.before.peak),
         human_bytes(plan.after.peak),
@@ -210,6 +214,12 @@ pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json:
             "ort-default": {"before": plan.runtimes.before.ort_default, "after": plan.runtimes.after.ort_default},
         },
         "notes": plan.notes,
+        "unknown_dim": plan.unknown_dim.as_ref().map(|u| json!({
+            "value": u.value,
+            "tensors": u.tensors.len(),
+            "first": u.tensors.iter().take(5).collect::<Vec<_>>(),
+            "derived": u.derived,
+        })),
     })
 }
 

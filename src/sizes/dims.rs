@@ -60,12 +60,7 @@ impl Symbols {
         if !dims.is_empty() {
             let mut mentioned: HashSet<String> = HashSet::new();
             let mut seen: HashSet<&str> = HashSet::new();
-            for vi in graph
-                .input
-                .iter()
-                .chain(&graph.output)
-                .chain(&graph.value_info)
-            {
+            for vi in graph.input.iter().chain(&graph.output).chain(&graph.value_info) {
                 for p in params(vi) {
                     if !seen.insert(p) {
                         continue;
@@ -119,9 +114,8 @@ impl Symbols {
         if value < 0 {
             return Err(format!("dimension `{p}` evaluates to {value}, which is negative"));
         }
-        u64::try_from(value).map_err(|_| {
-            format!("dimension `{p}` evaluates to {value}, which is too large (more than 2^64 - 1)")
-        })
+        u64::try_from(value)
+            .map_err(|_| format!("dimension `{p}` evaluates to {value}, which is too large (more than 2^64 - 1)"))
     }
 
     /// Records an assumption that is not about a symbol.
@@ -150,19 +144,10 @@ impl Symbols {
                 }
                 let value = |x: &str| if x == "N" { "VALUE" } else { "N" };
                 if unique.is_empty() {
-                    format!(
-                        "symbol `{s}` unbound: assumed 1 (bind it with --dim {s}={})",
-                        value(s)
-                    )
+                    format!("symbol `{s}` unbound: assumed 1 (bind it with --dim {s}={})", value(s))
                 } else {
-                    let flags: Vec<String> = unique
-                        .iter()
-                        .map(|x| format!("--dim {x}={}", value(x)))
-                        .collect();
-                    format!(
-                        "dimension `{s}` unbound: assumed 1 (bind it with {})",
-                        flags.join(" ")
-                    )
+                    let flags: Vec<String> = unique.iter().map(|x| format!("--dim {x}={}", value(x))).collect();
+                    format!("dimension `{s}` unbound: assumed 1 (bind it with {})", flags.join(" "))
                 }
             })
             .collect();
@@ -176,11 +161,8 @@ impl Symbols {
     pub fn value_info(&mut self, vi: &pb::ValueInfoProto) -> Result<Concrete, String> {
         let tt = tensor_type(vi)?;
         let elem = tt.elem_type();
-        if dtype::elem_bits(elem).is_none() {
-            return Err(format!(
-                "its element type {} has no fixed size",
-                dtype::elem_name(elem)
-            ));
+        if dtype::elem_bits(elem).is_none() && elem != dtype::code::STRING {
+            return Err(format!("its element type {} has no fixed size", dtype::elem_name(elem)));
         }
         let shape = tt.shape.as_ref().ok_or("its value_info has no shape")?;
         let mut dims = Vec::with_capacity(shape.dim.len());
@@ -188,7 +170,18 @@ impl Symbols {
             dims.push(match &d.value {
                 Some(Dim::DimValue(v)) if *v >= 0 => *v as u64,
                 Some(Dim::DimParam(p)) => self.param(p)?,
-                _ => return Err(format!("dimension {axis} of its value_info has no size")),
+                // No value and no name: an unknown dim like an unbound
+                // symbol, so 1, and said.
+                _ => {
+                    let name = vi.name();
+                    let note = format!(
+                        "value_info of `{name}`: dimension {axis} has neither value nor name: assumed 1 (as an unbound symbol)"
+                    );
+                    if !self.notes.contains(&note) {
+                        self.notes.push(note);
+                    }
+                    1
+                }
             });
         }
         Ok((elem, dims))
@@ -197,11 +190,7 @@ impl Symbols {
     /// The concrete type of graph input `vi`: its declared type with
     /// `override_shape` (from `--input-shape`) replacing the shape. A
     /// dimension with neither value nor name counts as 1, and that is noted.
-    pub fn graph_input(
-        &mut self,
-        vi: &pb::ValueInfoProto,
-        override_shape: Option<&[u64]>,
-    ) -> Result<Concrete, String> {
+    pub fn graph_input(&mut self, vi: &pb::ValueInfoProto, override_shape: Option<&[u64]>) -> Result<Concrete, String> {
         let name = vi.name();
         let tt = tensor_type(vi)?;
         let elem = tt.elem_type();
@@ -211,10 +200,7 @@ impl Symbols {
         if let Some(shape) = override_shape {
             return Ok((elem, shape.to_vec()));
         }
-        let shape = tt
-            .shape
-            .as_ref()
-            .ok_or("its shape is not declared (not even its rank)")?;
+        let shape = tt.shape.as_ref().ok_or("its shape is not declared (not even its rank)")?;
         let mut dims = Vec::with_capacity(shape.dim.len());
         for (axis, d) in shape.dim.iter().enumerate() {
             dims.push(match &d.value {
@@ -246,6 +232,18 @@ fn tensor_type(vi: &pb::ValueInfoProto) -> Result<&pb::type_proto::Tensor, Strin
         Some(Value::SparseTensorType(_)) => Err("it is a sparse tensor".into()),
         Some(Value::OpaqueType(_)) => Err("it is an opaque value, not a tensor".into()),
         None => Err("its type is not declared".into()),
+    }
+}
+
+/// The tensor type inside a type: the type itself, or the element of a
+/// sequence or optional (recursively); with whether a sequence was crossed.
+pub(crate) fn element_tensor(t: &pb::TypeProto) -> Option<(&pb::type_proto::Tensor, bool)> {
+    use pb::type_proto::Value;
+    match t.value.as_ref()? {
+        Value::TensorType(tt) => Some((tt, false)),
+        Value::SequenceType(s) => element_tensor(s.elem_type.as_deref()?).map(|(tt, _)| (tt, true)),
+        Value::OptionalType(o) => element_tensor(o.elem_type.as_deref()?),
+        _ => None,
     }
 }
 

@@ -46,8 +46,7 @@ pub mod code {
 pub fn elem_bits(elem_type: i32) -> Option<u64> {
     use code::*;
     Some(match elem_type {
-        BOOL | UINT8 | INT8 | FLOAT8E4M3FN | FLOAT8E4M3FNUZ | FLOAT8E5M2 | FLOAT8E5M2FNUZ
-        | FLOAT8E8M0 => 8,
+        BOOL | UINT8 | INT8 | FLOAT8E4M3FN | FLOAT8E4M3FNUZ | FLOAT8E5M2 | FLOAT8E5M2FNUZ | FLOAT8E8M0 => 8,
         UINT16 | INT16 | FLOAT16 | BFLOAT16 => 16,
         FLOAT | INT32 | UINT32 => 32,
         INT64 | UINT64 | DOUBLE | COMPLEX64 => 64,
@@ -119,19 +118,7 @@ pub fn tract_supports(elem_type: i32) -> bool {
     use code::*;
     matches!(
         elem_type,
-        FLOAT
-            | UINT8
-            | INT8
-            | UINT16
-            | INT16
-            | INT32
-            | INT64
-            | STRING
-            | BOOL
-            | FLOAT16
-            | DOUBLE
-            | UINT32
-            | UINT64
+        FLOAT | UINT8 | INT8 | UINT16 | INT16 | INT32 | INT64 | STRING | BOOL | FLOAT16 | DOUBLE | UINT32 | UINT64
     )
 }
 

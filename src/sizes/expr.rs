@@ -157,10 +157,7 @@ impl Ratio {
     }
 
     fn neg(self) -> Result<Ratio, ExprError> {
-        Ok(Ratio {
-            num: self.num.checked_neg().ok_or(ExprError::Overflow)?,
-            den: self.den,
-        })
+        Ok(Ratio { num: self.num.checked_neg().ok_or(ExprError::Overflow)?, den: self.den })
     }
 
     fn mul(self, o: Ratio) -> Result<Ratio, ExprError> {
@@ -192,9 +189,7 @@ impl Ratio {
     }
 
     fn pow(self, e: Ratio) -> Result<Ratio, ExprError> {
-        let e = e
-            .as_int()
-            .ok_or_else(|| ExprError::NotInteger(format!("exponent {e}")))?;
+        let e = e.as_int().ok_or_else(|| ExprError::NotInteger(format!("exponent {e}")))?;
         let abs = u32::try_from(e.unsigned_abs()).map_err(|_| ExprError::Overflow)?;
         let n = self.num.checked_pow(abs).ok_or(ExprError::Overflow)?;
         let d = self.den.checked_pow(abs).ok_or(ExprError::Overflow)?;
@@ -237,14 +232,9 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, ExprError> {
                 i += 1;
             }
             if i < b.len() && (b[i].is_ascii_alphabetic() || b[i] == b'_') {
-                return Err(ExprError::Syntax(format!(
-                    "`{}` is not a number",
-                    &s[start..=i]
-                )));
+                return Err(ExprError::Syntax(format!("`{}` is not a number", &s[start..=i])));
             }
-            let v = s[start..i]
-                .parse::<i128>()
-                .map_err(|_| ExprError::Overflow)?;
+            let v = s[start..i].parse::<i128>().map_err(|_| ExprError::Overflow)?;
             out.push(Tok::Int(v));
         } else if c.is_ascii_alphabetic() || c == b'_' {
             let start = i;
@@ -391,9 +381,7 @@ impl Parser {
                     args.push(self.expr()?);
                 }
                 if !self.eat_op(")") {
-                    return Err(ExprError::Syntax(format!(
-                        "`)` expected after the arguments of `{name}`"
-                    )));
+                    return Err(ExprError::Syntax(format!("`)` expected after the arguments of `{name}`")));
                 }
                 let arity_ok = match func {
                     Func::Floor | Func::Ceil | Func::Abs => args.len() == 1,
@@ -401,9 +389,7 @@ impl Parser {
                     Func::Max | Func::Min => !args.is_empty(),
                 };
                 if !arity_ok {
-                    return Err(ExprError::Syntax(format!(
-                        "wrong number of arguments to `{name}`"
-                    )));
+                    return Err(ExprError::Syntax(format!("wrong number of arguments to `{name}`")));
                 }
                 Ok(Expr::Call(func, args))
             }
@@ -427,16 +413,10 @@ pub fn parse(s: &str) -> Result<Expr, ExprError> {
     if toks.is_empty() {
         return Err(ExprError::Syntax("empty".into()));
     }
-    let mut p = Parser {
-        toks,
-        pos: 0,
-        depth: 0,
-    };
+    let mut p = Parser { toks, pos: 0, depth: 0 };
     let e = p.expr()?;
     if p.pos != p.toks.len() {
-        return Err(ExprError::Syntax(format!(
-            "unexpected trailing input in `{s}`"
-        )));
+        return Err(ExprError::Syntax(format!("unexpected trailing input in `{s}`")));
     }
     Ok(e)
 }
@@ -480,14 +460,9 @@ impl Expr {
                 }
             }
             Expr::Call(f, args) => {
-                let vals = args
-                    .iter()
-                    .map(|a| a.eval(env))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let vals = args.iter().map(|a| a.eval(env)).collect::<Result<Vec<_>, _>>()?;
                 let arg = |i: usize| {
-                    vals.get(i)
-                        .copied()
-                        .ok_or_else(|| ExprError::Syntax(format!("missing argument to {f:?}")))
+                    vals.get(i).copied().ok_or_else(|| ExprError::Syntax(format!("missing argument to {f:?}")))
                 };
                 match f {
                     Func::Floor => arg(0)?.floor(),
@@ -504,11 +479,7 @@ impl Expr {
                         let mut best = arg(0)?;
                         for &v in vals.iter().skip(1) {
                             let ord = v.cmp_value(best)?;
-                            let better = if *f == Func::Max {
-                                ord.is_gt()
-                            } else {
-                                ord.is_lt()
-                            };
+                            let better = if *f == Func::Max { ord.is_gt() } else { ord.is_lt() };
                             if better {
                                 best = v;
                             }
@@ -529,8 +500,7 @@ impl Expr {
     /// The value, which must be an integer.
     pub fn eval_int(&self, env: &mut dyn FnMut(&str) -> i64) -> Result<i128, ExprError> {
         let v = self.eval(env)?;
-        v.as_int()
-            .ok_or_else(|| ExprError::NotInteger(v.to_string()))
+        v.as_int().ok_or_else(|| ExprError::NotInteger(v.to_string()))
     }
 }
 
@@ -539,12 +509,7 @@ mod tests {
     use super::*;
 
     fn ev(s: &str, vars: &[(&str, i64)]) -> Result<i128, ExprError> {
-        parse(s)?.eval_int(&mut |name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| *v)
-                .unwrap_or(1)
-        })
+        parse(s)?.eval_int(&mut |name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).unwrap_or(1))
     }
 
     #[test]
@@ -588,38 +553,14 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(
-            ev("batch/2", &[("batch", 3)]),
-            Err(ExprError::NotInteger("3/2".into()))
-        );
+        assert_eq!(ev("batch/2", &[("batch", 3)]), Err(ExprError::NotInteger("3/2".into())));
         assert_eq!(ev("1/0", &[]), Err(ExprError::DivisionByZero));
         assert_eq!(ev("1//0", &[]), Err(ExprError::DivisionByZero));
         assert_eq!(ev("5 % 0", &[]), Err(ExprError::DivisionByZero));
-        assert_eq!(
-            ev("99999999999999999999 ** 9", &[]),
-            Err(ExprError::Overflow)
-        );
-        assert_eq!(
-            ev("999999999999999999999999999999999999999999", &[]),
-            Err(ExprError::Overflow)
-        );
-        for bad in [
-            "",
-            "(",
-            "1 +",
-            "a b",
-            "f(1)",
-            "max()",
-            "floor(1, 2)",
-            "1 ) ",
-            "3x",
-            "a$b",
-            "((((1)",
-        ] {
-            assert!(
-                matches!(parse(bad), Err(ExprError::Syntax(_))),
-                "{bad:?} should not parse"
-            );
+        assert_eq!(ev("99999999999999999999 ** 9", &[]), Err(ExprError::Overflow));
+        assert_eq!(ev("999999999999999999999999999999999999999999", &[]), Err(ExprError::Overflow));
+        for bad in ["", "(", "1 +", "a b", "f(1)", "max()", "floor(1, 2)", "1 ) ", "3x", "a$b", "((((1)"] {
+            assert!(matches!(parse(bad), Err(ExprError::Syntax(_))), "{bad:?} should not parse");
         }
         // i128::MIN appears without a panic anywhere
         let min = "(-85070591730234615865843651857942052864 * 2)";

@@ -79,8 +79,12 @@ fn int_values(t: &pb::TensorProto) -> Option<Vec<i64>> {
     }
     let raw = t.raw_data.as_deref().filter(|r| !r.is_empty());
     let values: Vec<i64> = match (t.data_type(), raw) {
-        (code::INT64, Some(r)) => r.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
-        (code::INT32, Some(r)) => r.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64).collect(),
+        (code::INT64, Some(r)) => {
+            r.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
+        }
+        (code::INT32, Some(r)) => {
+            r.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64).collect()
+        }
         (code::INT64, None) => t.int64_data.clone(),
         (code::INT32 | code::INT16 | code::INT8 | code::UINT8 | code::UINT16, None) => {
             t.int32_data.iter().map(|&v| v as i64).collect()
@@ -104,7 +108,9 @@ fn float_values(t: &pb::TensorProto) -> Option<Vec<f64>> {
         (code::FLOAT, Some(r)) => {
             r.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64).collect()
         }
-        (code::DOUBLE, Some(r)) => r.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
+        (code::DOUBLE, Some(r)) => {
+            r.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
+        }
         (code::FLOAT, None) => t.float_data.iter().map(|&v| v as f64).collect(),
         (code::DOUBLE, None) => t.double_data.clone(),
         _ => return None,
@@ -218,16 +224,20 @@ pub(crate) fn guard(graph: &pb::GraphProto, inputs: &HashMap<String, (i32, Vec<u
             "Tile" => {
                 let v = value_of(1).and_then(Known::ints).unwrap_or_default();
                 let out = match (shape_of(0), non_negative(&v).filter(|_| value_of(1).is_some())) {
-                    (Some((elem, x)), Some(r)) if r.len() == x.len() => {
-                        x.iter().zip(&r).map(|(&a, &b)| a.checked_mul(b)).collect::<Option<Vec<u64>>>().map(|s| (elem, s))
-                    }
+                    (Some((elem, x)), Some(r)) if r.len() == x.len() => x
+                        .iter()
+                        .zip(&r)
+                        .map(|(&a, &b)| a.checked_mul(b))
+                        .collect::<Option<Vec<u64>>>()
+                        .map(|s| (elem, s)),
                     _ => None,
                 };
                 (v, out)
             }
             "Range" => {
                 let elem = value_of(0).map(|k| k.elem);
-                let vals: Option<Vec<f64>> = (0..3).map(|i| value_of(i).and_then(Known::floats).and_then(|v| v.first().copied())).collect();
+                let vals: Option<Vec<f64>> =
+                    (0..3).map(|i| value_of(i).and_then(Known::floats).and_then(|v| v.first().copied())).collect();
                 let ints: Vec<i64> = (0..3).filter_map(|i| value_of(i).and_then(Known::ints)).flatten().collect();
                 let out = match (elem, vals) {
                     (Some(elem), Some(v)) if v[2] != 0.0 && v.iter().all(|x| x.is_finite()) => {
@@ -285,7 +295,9 @@ pub(crate) fn guard(graph: &pb::GraphProto, inputs: &HashMap<String, (i32, Vec<u
                 let scales = value_of(scales_ix).and_then(Known::floats).filter(|v| !v.is_empty());
                 let axes_given = attr(node, "axes").is_some();
                 let out = match (shape_of(0), &sizes, &scales) {
-                    (Some((elem, x)), Some(s), _) if !axes_given && s.len() == x.len() => non_negative(s).map(|s| (elem, s)),
+                    (Some((elem, x)), Some(s), _) if !axes_given && s.len() == x.len() => {
+                        non_negative(s).map(|s| (elem, s))
+                    }
                     (Some((elem, x)), None, Some(f)) if !axes_given && f.len() == x.len() => x
                         .iter()
                         .zip(f)

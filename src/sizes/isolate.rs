@@ -50,7 +50,7 @@ use crate::onnx::pb;
 pub const WORKER_FLAG: &str = "--size-worker";
 
 /// Version of the request/answer encoding; both sides must agree.
-pub const PROTOCOL: u64 = 1;
+pub const PROTOCOL: u64 = 2;
 
 /// Address-space limit a worker sets on itself: 3 GiB. Sizing the largest
 /// corpus model needs far less (see docs/HARDENING-SIZES.md for the
@@ -164,6 +164,7 @@ fn encode_request(payload_len: usize, opts: &SizeOptions, tract_use: &TractUse) 
         "protocol": PROTOCOL,
         "dims": opts.dims.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
         "input_shapes": opts.input_shapes.iter().map(|(n, s)| json!([n, s])).collect::<Vec<_>>(),
+        "unknown_dim": opts.unknown_dim,
         "hide": hide,
         "off": off,
         "model_bytes": payload_len,
@@ -197,6 +198,10 @@ fn read_request(input: &mut impl BufRead) -> Result<(pb::ModelProto, SizeOptions
         let shape = s.get(1).and_then(u64_list).ok_or_else(|| bad("input_shapes"))?;
         opts.input_shapes.push((name.to_string(), shape));
     }
+    opts.unknown_dim = match header.get("unknown_dim") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| bad("unknown_dim"))?),
+    };
     let tract_use = match header.get("off").and_then(Value::as_str) {
         Some(why) => TractUse::Off(why.to_string()),
         None => {
@@ -229,6 +234,8 @@ fn u64_list(v: &Value) -> Option<Vec<u64>> {
 fn source_name(s: SizeSource) -> &'static str {
     match s {
         SizeSource::Tract => "tract",
+        SizeSource::Rule => "rule",
+        SizeSource::UnknownDim => "unknown_dim",
         SizeSource::ValueInfo => "value_info",
         SizeSource::Declared => "declared",
         SizeSource::Arithmetic => "arithmetic",
@@ -238,6 +245,8 @@ fn source_name(s: SizeSource) -> &'static str {
 fn source_of(name: &str) -> Option<SizeSource> {
     Some(match name {
         "tract" => SizeSource::Tract,
+        "rule" => SizeSource::Rule,
+        "unknown_dim" => SizeSource::UnknownDim,
         "value_info" => SizeSource::ValueInfo,
         "declared" => SizeSource::Declared,
         "arithmetic" => SizeSource::Arithmetic,
@@ -257,7 +266,11 @@ fn encode_answer(result: &Result<Sizes, SizeError>) -> Value {
                     json!([n, t.elem_type, t.shape, t.bytes, source_name(t.source)])
                 })
                 .collect();
-            json!({ "protocol": PROTOCOL, "sizes": { "tensors": tensors, "assumptions": sizes.assumptions } })
+            let unknown_dim = sizes.unknown_dim.as_ref().map(|u| json!([u.value, u.tensors, u.derived]));
+            json!({
+                "protocol": PROTOCOL,
+                "sizes": { "tensors": tensors, "assumptions": sizes.assumptions, "unknown_dim": unknown_dim }
+            })
         }
         Err(e) => {
             let error = match e {
@@ -265,11 +278,16 @@ fn encode_answer(result: &Result<Sizes, SizeError>) -> Value {
                 SizeError::UnknownInput { name, available } => {
                     json!({ "kind": "unknown_input", "name": name, "available": available })
                 }
-                SizeError::NegativeDim { name, value } => json!({ "kind": "negative_dim", "name": name, "value": value }),
+                SizeError::NegativeDim { name, value } => {
+                    json!({ "kind": "negative_dim", "name": name, "value": value })
+                }
                 SizeError::BadInput { name, reason } => json!({ "kind": "bad_input", "name": name, "reason": reason }),
-                SizeError::Unsized { tensor, node_index, node_name, op_type, reason, more } => json!({
+                SizeError::ConflictingDim { symbol, first, second } => {
+                    json!({ "kind": "conflicting_dim", "symbol": symbol, "first": first, "second": second })
+                }
+                SizeError::Unsized { tensor, node_index, node_name, op_type, reason, advice, more } => json!({
                     "kind": "unsized", "tensor": tensor, "node_index": node_index, "node_name": node_name,
-                    "op_type": op_type, "reason": reason, "more": more,
+                    "op_type": op_type, "reason": reason, "advice": advice, "more": more,
                 }),
                 SizeError::Overflow { tensor, node_index, node_name, op_type, shape } => json!({
                     "kind": "overflow", "tensor": tensor, "node_index": node_index, "node_name": node_name,
@@ -309,6 +327,20 @@ fn decode_answer(bytes: &[u8]) -> Result<Result<Sizes, SizeError>, String> {
         for a in sizes.get("assumptions").and_then(Value::as_array).ok_or_else(bad)? {
             out.assumptions.push(a.as_str().ok_or_else(bad)?.to_string());
         }
+        out.unknown_dim = match sizes.get("unknown_dim") {
+            None | Some(Value::Null) => None,
+            Some(u) => {
+                let value = u.get(0).and_then(Value::as_u64).ok_or_else(bad)?;
+                let tensors = u.get(1).and_then(Value::as_array).ok_or_else(bad)?;
+                let tensors = tensors
+                    .iter()
+                    .map(|t| t.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(bad)?;
+                let derived = u.get(2).and_then(Value::as_u64).and_then(|d| usize::try_from(d).ok()).ok_or_else(bad)?;
+                Some(super::UnknownDimUse { value, tensors, derived })
+            }
+        };
         return Ok(Ok(out));
     }
     let e = v.get("error").ok_or_else(bad)?;
@@ -327,6 +359,7 @@ fn decode_answer(bytes: &[u8]) -> Result<Result<Sizes, SizeError>, String> {
             node_name: s("node_name")?,
             op_type: s("op_type")?,
             reason: s("reason")?,
+            advice: s("advice")?,
             more: n("more")?,
         },
         "overflow" => SizeError::Overflow {
@@ -336,6 +369,9 @@ fn decode_answer(bytes: &[u8]) -> Result<Result<Sizes, SizeError>, String> {
             op_type: s("op_type")?,
             shape: e.get("shape").and_then(u64_list).ok_or_else(bad)?,
         },
+        "conflicting_dim" => {
+            SizeError::ConflictingDim { symbol: s("symbol")?, first: s("first")?, second: s("second")? }
+        }
         "isolation" => SizeError::Isolation(s("text")?),
         _ => return Err(bad()),
     };
@@ -496,7 +532,8 @@ fn run_once(worker: &Worker, payload: &[u8], opts: &SizeOptions, tract_use: &Tra
         }
     };
     let header = encode_request(payload.len(), opts, tract_use);
-    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         let _ = child.kill();
         let _ = child.wait();
@@ -611,7 +648,8 @@ mod tests {
             "a".into(),
             TensorSize { elem_type: 1, shape: vec![2, 1 << 40], bytes: 8 << 40, source: SizeSource::Arithmetic },
         );
-        s.tensors.insert("b".into(), TensorSize { elem_type: 7, shape: vec![], bytes: 8, source: SizeSource::ValueInfo });
+        s.tensors
+            .insert("b".into(), TensorSize { elem_type: 7, shape: vec![], bytes: 8, source: SizeSource::ValueInfo });
         s.assumptions.push("symbol `n` unbound".into());
         s
     }

@@ -85,26 +85,15 @@ pub(crate) fn as_typed_input(t: &pb::TensorProto) -> bool {
         return true;
     }
     let dt = t.data_type();
-    let limit = if dtype::is_float(dt) {
-        INLINE_LIMIT
-    } else {
-        INT_INLINE_LIMIT
-    };
+    let limit = if dtype::is_float(dt) { INLINE_LIMIT } else { INT_INLINE_LIMIT };
     let n = tensor_dims(&t.dims).and_then(|d| super::dims::count(&d));
-    n.and_then(|n| dtype::elem_bytes(dt, n))
-        .map_or(true, |b| b > limit)
+    n.and_then(|n| dtype::elem_bytes(dt, n)).map_or(true, |b| b > limit)
 }
 
 /// A value_info with a fully concrete tensor type.
 pub(crate) fn typed_value_info(name: &str, elem_type: i32, dims: &[u64]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value as Dim, Dimension};
-    let dim = dims
-        .iter()
-        .map(|&d| Dimension {
-            value: Some(Dim::DimValue(d as i64)),
-            denotation: None,
-        })
-        .collect();
+    let dim = dims.iter().map(|&d| Dimension { value: Some(Dim::DimValue(d as i64)), denotation: None }).collect();
     pb::ValueInfoProto {
         name: Some(name.to_string()),
         r#type: Some(pb::TypeProto {
@@ -133,17 +122,9 @@ fn count_definitions(graph: &pb::GraphProto, counts: &mut HashMap<String, u32>) 
         }
     }
     let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
-    graph
-        .input
-        .iter()
-        .filter(|i| !inits.contains(i.name()))
-        .for_each(|i| add(counts, i.name()));
+    graph.input.iter().filter(|i| !inits.contains(i.name())).for_each(|i| add(counts, i.name()));
     graph.initializer.iter().for_each(|t| add(counts, t.name()));
-    graph
-        .sparse_initializer
-        .iter()
-        .filter_map(|s| s.values.as_ref())
-        .for_each(|t| add(counts, t.name()));
+    graph.sparse_initializer.iter().filter_map(|s| s.values.as_ref()).for_each(|t| add(counts, t.name()));
     for node in &graph.node {
         node.output.iter().for_each(|o| add(counts, o));
         for a in &node.attribute {
@@ -199,11 +180,7 @@ impl Hoist<'_> {
         }
         for node in &mut g.node {
             if !standard_domain(node) {
-                return Err(format!(
-                    "its subgraph uses op {} of domain `{}`",
-                    node.op_type(),
-                    node.domain()
-                ));
+                return Err(format!("its subgraph uses op {} of domain `{}`", node.op_type(), node.domain()));
             }
             for a in &mut node.attribute {
                 if a.t.as_ref().is_some_and(is_external) || a.tensors.iter().any(is_external) {
@@ -268,10 +245,7 @@ pub(crate) fn prepare(
     hide: &HashMap<usize, String>,
     registered: &dyn Fn(&str) -> bool,
 ) -> Result<Prepared, String> {
-    let mut g = pb::GraphProto {
-        name: graph.name.clone(),
-        ..Default::default()
-    };
+    let mut g = pb::GraphProto { name: graph.name.clone(), ..Default::default() };
     let mut defined: HashSet<String> = HashSet::new();
 
     let init_names = super::initializer_names(graph);
@@ -309,11 +283,7 @@ pub(crate) fn prepare(
         }
     }
 
-    let mut hoist = Hoist {
-        root: graph,
-        counts: None,
-        inputs: Vec::new(),
-    };
+    let mut hoist = Hoist { root: graph, counts: None, inputs: Vec::new() };
     let mut node_map = Vec::with_capacity(graph.node.len());
     let mut hidden = Vec::new();
     let mut decisions = super::fold::guard(graph, inputs);
@@ -336,12 +306,11 @@ pub(crate) fn prepare(
                 }
             }
         } else if !standard_domain(node) {
-            Some(format!(
-                "tract does not know ops of domain `{}`",
-                node.domain()
-            ))
+            Some(format!("tract does not know ops of domain `{}`", node.domain()))
         } else if !registered(node.op_type()) {
             Some(format!("tract-onnx has no {} op", node.op_type()))
+        } else if super::rules::sized_by_rules_only(node) {
+            Some(format!("{} is sized by the tool's own rule", node.op_type()))
         } else {
             None
         };
@@ -364,11 +333,7 @@ pub(crate) fn prepare(
                 Some((dt, _, false)) if !dtype::tract_supports(dt) => continue,
                 _ => node.clone(),
             }
-        } else if node
-            .attribute
-            .iter()
-            .any(|a| a.g.is_some() || !a.graphs.is_empty())
-        {
+        } else if node.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty()) {
             let mut n = node.clone();
             let mut res = Ok(());
             for a in &mut n.attribute {
@@ -386,7 +351,7 @@ pub(crate) fn prepare(
                 }
             }
         } else {
-            node.clone()
+            super::rules::patch_for_tract(node).unwrap_or_else(|| node.clone())
         };
         defined.extend(new_node.output.iter().filter(|o| !o.is_empty()).cloned());
         node_map.push(i);
@@ -401,10 +366,7 @@ pub(crate) fn prepare(
     // defined ones, by name (their declared types are not used).
     for o in &graph.output {
         if defined.contains(o.name()) {
-            g.output.push(pb::ValueInfoProto {
-                name: o.name.clone(),
-                ..Default::default()
-            });
+            g.output.push(pb::ValueInfoProto { name: o.name.clone(), ..Default::default() });
         }
     }
 
@@ -417,10 +379,5 @@ pub(crate) fn prepare(
     let bytes = ours.encode_to_vec();
     let model = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
         .map_err(|e| format!("re-encoding the model for tract failed: {e}"))?;
-    Ok(Prepared {
-        model,
-        node_map,
-        hidden,
-        sized,
-    })
+    Ok(Prepared { model, node_map, hidden, sized })
 }

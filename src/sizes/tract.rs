@@ -11,6 +11,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::ops::Not;
 
 use tract_onnx::model::{ParseResult, ParsingContext};
 use tract_onnx::prelude::{InferenceFact, InferenceModel, InferenceModelExt, OutletId, TVec};
@@ -18,8 +19,8 @@ use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::Onnx;
 
 use super::dtype;
-use super::quiet;
 use super::prepare::{prepare, Prepared};
+use super::quiet;
 use crate::onnx::pb;
 
 /// Longest tract error text kept in messages.
@@ -35,6 +36,15 @@ pub(crate) struct Fact {
     pub elem_type: Option<i32>,
     /// Shape, when tract knows every dimension.
     pub shape: Option<Vec<u64>>,
+}
+
+/// What tract knows about a tensor whose shape it does not fully know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Partial {
+    /// ONNX element type, when tract knows it.
+    pub elem_type: Option<i32>,
+    /// Each dim, `None` where unknown; `None` as a whole when the rank is.
+    pub dims: Option<Vec<Option<u64>>>,
 }
 
 /// A loaded and analysed tract model with its ONNX name table.
@@ -60,9 +70,7 @@ pub(crate) struct Loaded {
 /// decides where it is trusted) and no external data is ever read (the model
 /// is parsed without a directory, so tract errors instead of opening files).
 pub(crate) fn framework() -> Onnx {
-    tract_onnx::onnx()
-        .with_ignore_value_info(true)
-        .with_ignore_output_shapes(true)
+    tract_onnx::onnx().with_ignore_value_info(true).with_ignore_output_shapes(true)
 }
 
 fn shorten(mut s: String) -> String {
@@ -146,36 +154,17 @@ pub(crate) fn load(
     let mut hidden = Vec::new();
     let mut sized = Vec::new();
     for _ in 0..LOAD_ATTEMPTS {
-        let Prepared {
-            model: proto,
-            node_map,
-            hidden: h,
-            sized: s,
-        } = match prepare(model, graph, inputs, &hide, &registered) {
-            Ok(p) => p,
-            Err(e) => {
-                return Loaded {
-                    model: None,
-                    hidden,
-                    failure: Some(e),
-                    sized,
-                }
-            }
-        };
+        let Prepared { model: proto, node_map, hidden: h, sized: s } =
+            match prepare(model, graph, inputs, &hide, &registered) {
+                Ok(p) => p,
+                Err(e) => return Loaded { model: None, hidden, failure: Some(e), sized },
+            };
         hidden = h;
         sized = s;
         match parse(&onnx, &proto) {
             Ok(r) => {
-                let analysed = Analysed {
-                    model: r.model,
-                    outlets: r.outlets_by_name,
-                };
-                return Loaded {
-                    model: Some(analysed),
-                    hidden,
-                    failure: None,
-                    sized,
-                };
+                let analysed = Analysed { model: r.model, outlets: r.outlets_by_name };
+                return Loaded { model: Some(analysed), hidden, failure: None, sized };
             }
             Err(e) => {
                 last_error = e;
@@ -191,12 +180,7 @@ pub(crate) fn load(
             }
         }
     }
-    Loaded {
-        model: None,
-        hidden,
-        failure: Some(last_error),
-        sized,
-    }
+    Loaded { model: None, hidden, failure: Some(last_error), sized }
 }
 
 impl Analysed {
@@ -216,15 +200,25 @@ impl Analysed {
         let read = || {
             let f = self.model.outlet_fact(outlet).ok()?;
             let elem_type = f.datum_type.concretize().and_then(dtype::from_tract);
-            let shape = f
-                .shape
-                .as_concrete_finite()
-                .ok()
-                .flatten()
-                .map(|s| s.iter().map(|&d| d as u64).collect());
+            let shape = f.shape.as_concrete_finite().ok().flatten().map(|s| s.iter().map(|&d| d as u64).collect());
             Some(Fact { elem_type, shape })
         };
         quiet::catch(read).ok().flatten()
+    }
+
+    /// What tract knows about tensor `name`, dim by dim; `None` if tract has
+    /// no such tensor.
+    pub fn partial(&self, name: &str) -> Option<Partial> {
+        let outlet = *self.outlets.get(name)?;
+        let f = self.model.outlet_fact(outlet).ok()?;
+        let elem_type = f.datum_type.concretize().and_then(dtype::from_tract);
+        let dims = f.shape.is_open().not().then(|| {
+            f.shape
+                .dims()
+                .map(|d| d.concretize().and_then(|d| d.to_i64().ok()).and_then(|d| u64::try_from(d).ok()))
+                .collect()
+        });
+        Some(Partial { elem_type, dims })
     }
 
     /// Tells tract that tensor `name` has this type (taken from the file's
@@ -236,11 +230,7 @@ impl Analysed {
         let Some(&outlet) = self.outlets.get(name) else {
             return false;
         };
-        let Ok(dims) = dims
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<TVec<usize>, _>>()
-        else {
+        let Ok(dims) = dims.iter().map(|&d| usize::try_from(d)).collect::<Result<TVec<usize>, _>>() else {
             return false;
         };
         let mut fact = InferenceFact::shape(dims);

@@ -1,0 +1,598 @@
+//! The tool's own shape rules: fallbacks for ops where tract's analysis fails
+//! (or cannot be trusted) although the output shape is plain.
+//!
+//! tract stays the main engine. [`super::infer`] calls [`apply`] for a node
+//! only when tract leaves one of its outputs unknown (or the node is one tract
+//! must not size, see [`sized_by_rules_only`]) and every input the rule needs
+//! has a concrete size; the result is injected into tract, so what follows the
+//! node is again inferred by tract. Rules work on one node at a time, so one op
+//! that tract fails on never leaves the rest of the graph unsized.
+//!
+//! Rules (ONNX operator spec, latest opsets):
+//!
+//! - `Shape` → `INT64[rank]` (with `start`/`end`), `Size` → `INT64[]`.
+//! - `*Like` ops (`EyeLike`, `RandomNormalLike`, `RandomUniformLike`,
+//!   `Bernoulli`): the input's shape, the `dtype` attribute's type (else the
+//!   input's); `CastLike`: the shape of input 0, the type of input 1.
+//! - `ConstantOfShape`: the dims are the values of its (constant) input; the
+//!   type is the `value` attribute's, FLOAT when absent (per spec).
+//! - `Range` with constant `start`, `limit`, `delta`:
+//!   `max(ceil((limit - start) / delta), 0)` elements of `start`'s type.
+//! - `Pad` with constant `pads` (and `axes`): each padded dim grows by its two
+//!   pads; `constant_value` plays no part in the shape.
+//! - `NonZero` → `INT64[rank, ?]`; `Unique` → `Y`, `indices`, `counts` have a
+//!   data-dependent length `?`, `inverse_indices` the input's length. A `?`
+//!   dim is *data-dependent*: only `--unknown-dim N` sizes it (see
+//!   [`super::SizeOptions::unknown_dim`]).
+//! - Sequences are sized as their elements stacked along a new first dim
+//!   (the same bytes; elements of different shapes: one flat dim of all their
+//!   elements): `SequenceEmpty` → `[0]`, `SequenceConstruct` → `[k, ...]`,
+//!   `SequenceLength` → `INT64[]`. Optionals are sized as their element
+//!   (`Optional`, `OptionalGetElement`; `OptionalHasElement` → `BOOL[]`);
+//!   `Identity` copies its input's type (sequence or not). Other sequence ops
+//!   (`SplitToSequence`, `SequenceAt`, ...) fall back on value_info, where a
+//!   sequence type is sized with a length that only `--unknown-dim` gives.
+//! - `If`: each branch is sized on its own (a recursive [`super::infer`] with
+//!   the outer-scope values it reads as inputs); when the condition is a
+//!   constant, the branch taken gives the outputs, else each output takes the
+//!   larger of the two branches (in bytes), which is said in the assumptions
+//!   when they differ. tract is never asked (it unifies the two branches into
+//!   one fact and propagates it backwards).
+//! - `Loop`: the body is sized with the loop-carried values' types; a
+//!   loop-carried output keeps the dims the body keeps (a dim the body changes
+//!   is data-dependent); a scan output stacks the body's per-iteration value
+//!   along a new first dim of length `M` when `M` is a constant and there is no
+//!   condition input, else a data-dependent `?`.
+//! - `Scan` (opset 9+): the body is sized with the states and one slice of each
+//!   scan input; final states are the body's, each scan output gets the
+//!   sequence length inserted at its `scan_output_axes` position.
+//!
+//! Small constant values (initializers and `Constant` outputs of at most
+//! [`MAX_CONST_VALUES`] numbers) are read for the rules that need them; weight
+//! bytes stored as external data never are.
+
+use std::collections::{HashMap, HashSet};
+
+use super::dtype::code::*;
+use super::{SizeOptions, Sizes};
+use crate::onnx::pb;
+
+/// Constant tensors with more numbers than this are not read (no shape or
+/// range argument is that long).
+pub(crate) const MAX_CONST_VALUES: usize = 64;
+
+/// A concrete tensor type: element type and shape.
+pub(crate) type Typed = (i32, Vec<u64>);
+
+/// One output of a rule: element type and dims, `None` for a data-dependent
+/// dim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RuleOut {
+    pub elem: i32,
+    pub dims: Vec<Option<u64>>,
+}
+
+impl RuleOut {
+    fn known(elem: i32, dims: &[u64]) -> RuleOut {
+        RuleOut { elem, dims: dims.iter().map(|&d| Some(d)).collect() }
+    }
+
+    /// The concrete shape, if no dim is data-dependent.
+    pub fn concrete(&self) -> Option<Vec<u64>> {
+        self.dims.iter().copied().collect()
+    }
+}
+
+/// What a rule found for a node: per output (`None`: the rule says nothing
+/// about it), and notes for the assumptions.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub outs: Vec<Option<RuleOut>>,
+    pub notes: Vec<String>,
+    /// Why the rule could not size the outputs (a body that cannot be sized).
+    pub failure: Option<String>,
+}
+
+impl Applied {
+    fn failed(why: String) -> Option<Applied> {
+        Some(Applied { failure: Some(why), ..Default::default() })
+    }
+}
+
+/// What the rules can read besides the inputs' types.
+pub(crate) struct Ctx<'a> {
+    /// The whole model (its opset imports; sub-models for bodies copy them).
+    pub model: &'a pb::ModelProto,
+    /// The user's options (bodies are sized with the same `--dim`s and
+    /// `--unknown-dim`).
+    pub opts: &'a SizeOptions,
+    /// Values of small constants, by name.
+    pub consts: &'a HashMap<String, Vec<f64>>,
+}
+
+/// Ops that tract must not size even when it can: their outputs always come
+/// from [`apply`] (else value_info). `If`: tract unifies the branches.
+pub(crate) fn sized_by_rules_only(node: &pb::NodeProto) -> bool {
+    super::prepare::standard_domain(node) && node.op_type() == "If"
+}
+
+/// The node to give tract in place of `node`, when tract would misread it:
+/// `ConstantOfShape` without `value` gets the spec's default (FLOAT 0), since
+/// tract would otherwise make it DOUBLE.
+pub(crate) fn patch_for_tract(node: &pb::NodeProto) -> Option<pb::NodeProto> {
+    if node.op_type() != "ConstantOfShape" || node.attribute.iter().any(|a| a.name() == "value") {
+        return None;
+    }
+    let mut n = node.clone();
+    n.attribute.push(pb::AttributeProto {
+        name: Some("value".into()),
+        r#type: Some(pb::attribute_proto::AttributeType::Tensor as i32),
+        t: Some(pb::TensorProto { dims: vec![1], data_type: Some(FLOAT), float_data: vec![0.0], ..Default::default() }),
+        ..Default::default()
+    });
+    Some(n)
+}
+
+/// The numbers in a tensor, if it is small, inline and numeric.
+pub(crate) fn tensor_values(t: &pb::TensorProto) -> Option<Vec<f64>> {
+    if t.data_location == Some(pb::tensor_proto::DataLocation::External as i32) {
+        return None;
+    }
+    let n = super::dims::count(&super::prepare::tensor_dims(&t.dims)?)? as usize;
+    if n > MAX_CONST_VALUES {
+        return None;
+    }
+    let raw = t.raw_data.as_deref().filter(|r| !r.is_empty());
+    let from_raw = |width: usize, f: &dyn Fn(&[u8]) -> f64| -> Option<Vec<f64>> {
+        let r = raw?;
+        (r.len() == n * width).then(|| r.chunks_exact(width).map(f).collect())
+    };
+    let v: Vec<f64> = match t.data_type() {
+        INT64 => from_raw(8, &|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f64)
+            .unwrap_or_else(|| t.int64_data.iter().map(|&x| x as f64).collect()),
+        UINT64 => from_raw(8, &|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f64)
+            .unwrap_or_else(|| t.uint64_data.iter().map(|&x| x as f64).collect()),
+        INT32 => from_raw(4, &|c| i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64)
+            .unwrap_or_else(|| t.int32_data.iter().map(|&x| x as f64).collect()),
+        INT16 | INT8 | UINT8 | UINT16 | BOOL => match t.data_type() {
+            INT16 => from_raw(2, &|c| i16::from_le_bytes([c[0], c[1]]) as f64),
+            UINT16 => from_raw(2, &|c| u16::from_le_bytes([c[0], c[1]]) as f64),
+            INT8 => from_raw(1, &|c| c[0] as i8 as f64),
+            _ => from_raw(1, &|c| c[0] as f64),
+        }
+        .unwrap_or_else(|| t.int32_data.iter().map(|&x| x as f64).collect()),
+        FLOAT => from_raw(4, &|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64)
+            .unwrap_or_else(|| t.float_data.iter().map(|&x| x as f64).collect()),
+        DOUBLE => from_raw(8, &|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .unwrap_or_else(|| t.double_data.clone()),
+        _ => return None,
+    };
+    (v.len() == n).then_some(v)
+}
+
+/// Values of the graph's small constants: initializers and `Constant` nodes.
+pub(crate) fn constants(graph: &pb::GraphProto) -> HashMap<String, Vec<f64>> {
+    let mut out = HashMap::new();
+    for t in &graph.initializer {
+        if let Some(v) = tensor_values(t) {
+            out.insert(t.name().to_string(), v);
+        }
+    }
+    for node in graph.node.iter().filter(|n| super::prepare::is_constant(n)) {
+        let Some(name) = node.output.first().filter(|o| !o.is_empty()) else {
+            continue;
+        };
+        let v = node.attribute.iter().find_map(|a| match a.name() {
+            "value" => a.t.as_ref().and_then(tensor_values),
+            "value_int" => Some(vec![a.i() as f64]),
+            "value_ints" if a.ints.len() <= MAX_CONST_VALUES => Some(a.ints.iter().map(|&x| x as f64).collect()),
+            "value_float" => Some(vec![f64::from(a.f())]),
+            "value_floats" if a.floats.len() <= MAX_CONST_VALUES => {
+                Some(a.floats.iter().map(|&x| f64::from(x)).collect())
+            }
+            _ => None,
+        });
+        if let Some(v) = v {
+            out.insert(name.clone(), v);
+        }
+    }
+    out
+}
+
+fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {
+    node.attribute.iter().find(|a| a.name() == name)
+}
+
+fn input(node: &pb::NodeProto, i: usize) -> Option<&str> {
+    node.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
+}
+
+fn opset(model: &pb::ModelProto) -> i64 {
+    model.opset_import.iter().find(|o| matches!(o.domain(), "" | "ai.onnx")).map_or(1, |o| o.version())
+}
+
+/// Applies the rule for `node`'s op, if there is one and what it needs is
+/// known. `lookup` gives the concrete type of a tensor known so far.
+pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Typed>) -> Option<Applied> {
+    if !super::prepare::standard_domain(node) {
+        return None;
+    }
+    let one = |o: RuleOut| Some(Applied { outs: vec![Some(o)], notes: Vec::new(), failure: None });
+    let typed = |i: usize| input(node, i).and_then(lookup);
+    let values = |i: usize| input(node, i).and_then(|n| ctx.consts.get(n));
+    let dtype_attr = || attr(node, "dtype").map(|a| a.i() as i32);
+    match node.op_type() {
+        "Shape" => {
+            let (_, shape) = typed(0)?;
+            let rank = shape.len() as i64;
+            let clamp = |v: i64| if v < 0 { (v + rank).max(0) } else { v.min(rank) };
+            let start = clamp(attr(node, "start").map_or(0, |a| a.i()));
+            let end = clamp(attr(node, "end").map_or(rank, |a| a.i()));
+            one(RuleOut::known(INT64, &[(end - start).max(0) as u64]))
+        }
+        "Size" => one(RuleOut::known(INT64, &[])),
+        "EyeLike" | "RandomNormalLike" | "RandomUniformLike" | "Bernoulli" => {
+            let (elem, shape) = typed(0)?;
+            one(RuleOut::known(dtype_attr().unwrap_or(elem), &shape))
+        }
+        "CastLike" => {
+            let (_, shape) = typed(0)?;
+            let (elem, _) = typed(1)?;
+            one(RuleOut::known(elem, &shape))
+        }
+        "ConstantOfShape" => {
+            let elem = attr(node, "value").and_then(|a| a.t.as_ref()).map_or(FLOAT, |t| t.data_type());
+            let dims = match values(0) {
+                Some(v) => v.iter().map(|&d| (d >= 0.0).then_some(d as u64)).collect::<Option<Vec<_>>>()?,
+                None => {
+                    let (_, shape) = typed(0)?;
+                    let rank = *shape.first()?;
+                    return one(RuleOut { elem, dims: vec![None; usize::try_from(rank).ok()?.min(64)] });
+                }
+            };
+            one(RuleOut::known(elem, &dims))
+        }
+        "Range" => {
+            let (elem, _) = typed(0)?;
+            let len = match (values(0), values(1), values(2)) {
+                (Some(s), Some(l), Some(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 && d[0] != 0.0 => {
+                    let n = ((l[0] - s[0]) / d[0]).ceil();
+                    Some(if n > 0.0 { n as u64 } else { 0 })
+                }
+                _ => None,
+            };
+            one(RuleOut { elem, dims: vec![len] })
+        }
+        "Pad" => {
+            let (elem, shape) = typed(0)?;
+            let rank = shape.len();
+            let pads: Vec<i64> = if opset(ctx.model) >= 11 {
+                values(1)?.iter().map(|&p| p as i64).collect()
+            } else {
+                attr(node, "pads").or_else(|| attr(node, "paddings"))?.ints.clone()
+            };
+            let axes: Vec<usize> = match values(3) {
+                Some(a) => a
+                    .iter()
+                    .map(|&x| {
+                        let x = x as i64;
+                        usize::try_from(if x < 0 { x + rank as i64 } else { x }).ok().filter(|&x| x < rank)
+                    })
+                    .collect::<Option<Vec<_>>>()?,
+                None if input(node, 3).is_some() => return None,
+                None => (0..rank).collect(),
+            };
+            if pads.len() != 2 * axes.len() {
+                return None;
+            }
+            let mut dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+            for (k, &ax) in axes.iter().enumerate() {
+                dims[ax] += pads[k] + pads[k + axes.len()];
+            }
+            let dims = dims.into_iter().map(|d| u64::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
+            one(RuleOut::known(elem, &dims))
+        }
+        "NonZero" => {
+            let (_, shape) = typed(0)?;
+            one(RuleOut { elem: INT64, dims: vec![Some(shape.len() as u64), None] })
+        }
+        "Unique" => {
+            let (elem, shape) = typed(0)?;
+            let (y, inverse) = match attr(node, "axis") {
+                Some(a) => {
+                    let r = shape.len() as i64;
+                    let ax =
+                        usize::try_from(if a.i() < 0 { a.i() + r } else { a.i() }).ok().filter(|&x| x < shape.len())?;
+                    let mut y: Vec<Option<u64>> = shape.iter().map(|&d| Some(d)).collect();
+                    y[ax] = None;
+                    (y, shape[ax])
+                }
+                None => (vec![None], super::dims::count(&shape)?),
+            };
+            Some(Applied {
+                outs: vec![
+                    Some(RuleOut { elem, dims: y }),
+                    Some(RuleOut { elem: INT64, dims: vec![None] }),
+                    Some(RuleOut::known(INT64, &[inverse])),
+                    Some(RuleOut { elem: INT64, dims: vec![None] }),
+                ],
+                notes: Vec::new(),
+                failure: None,
+            })
+        }
+        // Sequences are sized as their elements stacked along a new first
+        // dim (same bytes); optionals as their element.
+        "SequenceEmpty" => one(RuleOut::known(dtype_attr().unwrap_or(FLOAT), &[0])),
+        "SequenceConstruct" => {
+            let elems: Vec<Typed> = node.input.iter().map(|i| lookup(i)).collect::<Option<Vec<_>>>()?;
+            let (elem, first) = elems.first()?.clone();
+            if elems.iter().all(|(e, s)| *e == elem && *s == first) {
+                let mut dims = vec![elems.len() as u64];
+                dims.extend(first);
+                one(RuleOut::known(elem, &dims))
+            } else {
+                let total = elems.iter().try_fold(0u64, |acc, (_, s)| acc.checked_add(super::dims::count(s)?))?;
+                one(RuleOut::known(elem, &[total]))
+            }
+        }
+        "SequenceLength" | "OptionalHasElement" => {
+            one(RuleOut::known(if node.op_type() == "SequenceLength" { INT64 } else { BOOL }, &[]))
+        }
+        "Optional" | "OptionalGetElement" | "Identity" => {
+            let (elem, shape) = typed(0)?;
+            one(RuleOut::known(elem, &shape))
+        }
+        "If" => if_rule(node, ctx, lookup),
+        "Loop" => loop_rule(node, ctx, lookup),
+        "Scan" if opset(ctx.model) >= 9 => scan_rule(node, ctx, lookup),
+        _ => None,
+    }
+}
+
+fn body<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::GraphProto> {
+    attr(node, name).and_then(|a| a.g.as_ref())
+}
+
+/// Names a graph reads from outer scopes: read (here or in nested graphs)
+/// and defined nowhere inside.
+pub(crate) fn free_names(g: &pb::GraphProto) -> Vec<String> {
+    fn walk(g: &pb::GraphProto, read: &mut Vec<String>, defined: &mut HashSet<String>) {
+        defined.extend(g.input.iter().map(|v| v.name().to_string()));
+        defined.extend(g.initializer.iter().map(|t| t.name().to_string()));
+        defined.extend(g.sparse_initializer.iter().filter_map(|s| s.values.as_ref()).map(|t| t.name().to_string()));
+        for n in &g.node {
+            read.extend(n.input.iter().filter(|i| !i.is_empty()).cloned());
+            defined.extend(n.output.iter().cloned());
+            for a in &n.attribute {
+                for sub in a.g.iter().chain(&a.graphs) {
+                    walk(sub, read, defined);
+                }
+            }
+        }
+        read.extend(g.output.iter().map(|o| o.name().to_string()));
+    }
+    let mut read = Vec::new();
+    let mut defined = HashSet::new();
+    walk(g, &mut read, &mut defined);
+    let mut seen = HashSet::new();
+    read.into_iter().filter(|n| !defined.contains(n) && seen.insert(n.clone())).collect()
+}
+
+/// Sizes a body graph as a model of its own: `formal` types its declared
+/// inputs (in order), outer-scope values come from `lookup`. Returns the types
+/// of its outputs, and the assumptions made inside.
+fn run_body(
+    g: &pb::GraphProto,
+    formal: &[Typed],
+    ctx: &Ctx,
+    lookup: &dyn Fn(&str) -> Option<Typed>,
+) -> Result<(Vec<Typed>, Vec<String>), String> {
+    if formal.len() != g.input.len() {
+        return Err(format!("its body has {} inputs, expected {}", g.input.len(), formal.len()));
+    }
+    let mut sub = g.clone();
+    let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
+    sub.input = g
+        .input
+        .iter()
+        .zip(formal)
+        .map(|(vi, (elem, shape))| super::prepare::typed_value_info(vi.name(), *elem, shape))
+        .collect();
+    for name in free_names(g) {
+        if inits.contains(name.as_str()) {
+            continue;
+        }
+        let (elem, shape) =
+            lookup(&name).ok_or_else(|| format!("the outer value `{name}` it reads has no size yet"))?;
+        // A small outer constant stays a constant: shape computations in the
+        // body may read its values.
+        if let Some(t) = ctx.consts.get(&name).and_then(|v| constant_tensor(&name, elem, &shape, v)) {
+            sub.initializer.push(t);
+        } else {
+            sub.input.push(super::prepare::typed_value_info(&name, elem, &shape));
+        }
+    }
+    let model = pb::ModelProto {
+        ir_version: ctx.model.ir_version,
+        opset_import: ctx.model.opset_import.clone(),
+        graph: Some(sub),
+        ..Default::default()
+    };
+    let opts = SizeOptions { dims: ctx.opts.dims.clone(), input_shapes: Vec::new(), unknown_dim: ctx.opts.unknown_dim };
+    let Sizes { tensors, assumptions, .. } =
+        super::infer(&model, &opts).map_err(|e| format!("its body cannot be sized: {e}"))?;
+    let outs = g
+        .output
+        .iter()
+        .map(|o| {
+            tensors
+                .get(o.name())
+                .map(|t| (t.elem_type, t.shape.clone()))
+                .ok_or_else(|| format!("its body output `{}` has no size", o.name()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((outs, assumptions))
+}
+
+/// A tensor holding `values` as type `elem`, for the types whose values
+/// shapes are made of.
+fn constant_tensor(name: &str, elem: i32, shape: &[u64], values: &[f64]) -> Option<pb::TensorProto> {
+    let mut t = pb::TensorProto {
+        name: Some(name.to_string()),
+        dims: shape.iter().map(|&d| i64::try_from(d).ok()).collect::<Option<Vec<_>>>()?,
+        data_type: Some(elem),
+        ..Default::default()
+    };
+    if super::dims::count(shape)? != values.len() as u64 {
+        return None;
+    }
+    match elem {
+        INT64 => t.int64_data = values.iter().map(|&v| v as i64).collect(),
+        INT32 | BOOL | INT8 | UINT8 | INT16 | UINT16 => t.int32_data = values.iter().map(|&v| v as i32).collect(),
+        FLOAT => t.float_data = values.iter().map(|&v| v as f32).collect(),
+        DOUBLE => t.double_data = values.to_vec(),
+        _ => return None,
+    }
+    Some(t)
+}
+
+fn bytes(t: &Typed) -> u64 {
+    super::sized(t.0, &t.1).unwrap_or(0)
+}
+
+fn if_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Typed>) -> Option<Applied> {
+    let cond = input(node, 0)?;
+    let taken = ctx.consts.get(cond).and_then(|v| v.first()).map(|&c| c != 0.0);
+    let run = |name: &str| match body(node, name) {
+        Some(g) => run_body(g, &[], ctx, lookup),
+        None => Err(format!("it has no {name}")),
+    };
+    let mut notes = Vec::new();
+    let outs: Vec<Typed> = match taken {
+        Some(t) => {
+            let (outs, n) = match run(if t { "then_branch" } else { "else_branch" }) {
+                Ok(x) => x,
+                Err(e) => return Applied::failed(e),
+            };
+            notes.extend(n);
+            outs
+        }
+        None => {
+            let (a, na) = match run("then_branch") {
+                Ok(x) => x,
+                Err(e) => return Applied::failed(format!("then branch: {e}")),
+            };
+            let (b, nb) = match run("else_branch") {
+                Ok(x) => x,
+                Err(e) => return Applied::failed(format!("else branch: {e}")),
+            };
+            notes.extend(na.into_iter().chain(nb));
+            if a.len() != b.len() {
+                return None;
+            }
+            let mut differ = Vec::new();
+            let outs = a
+                .into_iter()
+                .zip(b)
+                .enumerate()
+                .map(|(i, (x, y))| {
+                    if x != y {
+                        differ.push(format!(
+                            "`{}`: then {} {:?}, else {} {:?}",
+                            node.output.get(i).map_or("", String::as_str),
+                            super::elem_name(x.0),
+                            x.1,
+                            super::elem_name(y.0),
+                            y.1
+                        ));
+                    }
+                    if bytes(&y) > bytes(&x) {
+                        y
+                    } else {
+                        x
+                    }
+                })
+                .collect();
+            if let Some(first) = differ.first() {
+                notes.push(format!(
+                    "If node \"{}\": the branches' outputs differ ({first}{}); each output counts as the larger",
+                    node.name(),
+                    if differ.len() > 1 { format!(" and {} more", differ.len() - 1) } else { String::new() }
+                ));
+            }
+            outs
+        }
+    };
+    Some(Applied { outs: outs.iter().map(|(e, s)| Some(RuleOut::known(*e, s))).collect(), notes, failure: None })
+}
+
+fn loop_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Typed>) -> Option<Applied> {
+    let g = body(node, "body")?;
+    let carried: Vec<Typed> = node.input.iter().skip(2).map(|i| lookup(i)).collect::<Option<Vec<_>>>()?;
+    let mut formal = vec![(INT64, vec![]), (BOOL, vec![])];
+    formal.extend(carried.iter().cloned());
+    let (outs, notes) = match run_body(g, &formal, ctx, lookup) {
+        Ok(x) => x,
+        Err(e) => return Applied::failed(e),
+    };
+    // body outputs: cond, carried..., scan outputs...
+    let trip = match (input(node, 0).and_then(|m| ctx.consts.get(m)), input(node, 1)) {
+        (Some(m), None) if m.len() == 1 && m[0] >= 0.0 => Some(m[0] as u64),
+        _ => None,
+    };
+    let mut result = Vec::new();
+    for (k, (elem, shape)) in outs.iter().enumerate().skip(1) {
+        if let Some((_, init)) = carried.get(k - 1) {
+            let dims = if init.len() == shape.len() {
+                shape.iter().zip(init).map(|(&a, &b)| (a == b).then_some(a)).collect()
+            } else {
+                return None;
+            };
+            result.push(Some(RuleOut { elem: *elem, dims }));
+        } else {
+            let mut dims = vec![trip];
+            dims.extend(shape.iter().map(|&d| Some(d)));
+            result.push(Some(RuleOut { elem: *elem, dims }));
+        }
+    }
+    Some(Applied { outs: result, notes, failure: None })
+}
+
+fn scan_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Typed>) -> Option<Applied> {
+    let g = body(node, "body")?;
+    let m = usize::try_from(attr(node, "num_scan_inputs")?.i()).ok()?;
+    let all: Vec<Typed> = node.input.iter().map(|i| lookup(i)).collect::<Option<Vec<_>>>()?;
+    let n_states = all.len().checked_sub(m)?;
+    let in_axes = attr(node, "scan_input_axes").map(|a| a.ints.clone()).unwrap_or_default();
+    let out_axes = attr(node, "scan_output_axes").map(|a| a.ints.clone()).unwrap_or_default();
+    let mut formal: Vec<Typed> = all[..n_states].to_vec();
+    let mut seq_len = None;
+    for (k, (elem, shape)) in all[n_states..].iter().enumerate() {
+        let r = shape.len() as i64;
+        let ax = in_axes.get(k).copied().unwrap_or(0);
+        let ax = usize::try_from(if ax < 0 { ax + r } else { ax }).ok().filter(|&a| a < shape.len())?;
+        seq_len.get_or_insert(shape[ax]);
+        let mut s = shape.clone();
+        s.remove(ax);
+        formal.push((*elem, s));
+    }
+    let seq_len = seq_len?;
+    let (outs, notes) = match run_body(g, &formal, ctx, lookup) {
+        Ok(x) => x,
+        Err(e) => return Applied::failed(e),
+    };
+    let mut result = Vec::new();
+    for (k, (elem, shape)) in outs.iter().enumerate() {
+        if k < n_states {
+            result.push(Some(RuleOut::known(*elem, shape)));
+        } else {
+            let r = shape.len() as i64 + 1;
+            let ax = out_axes.get(k - n_states).copied().unwrap_or(0);
+            let ax = usize::try_from(if ax < 0 { ax + r } else { ax }).ok().filter(|&a| a <= shape.len())?;
+            let mut s = shape.clone();
+            s.insert(ax, seq_len);
+            result.push(Some(RuleOut::known(*elem, &s)));
+        }
+    }
+    Some(Applied { outs: result, notes, failure: None })
+}
