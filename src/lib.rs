@@ -15,12 +15,16 @@
 //! [`cli::main_with_args`]); it is a thin shell over [`plan::plan`] and
 //! [`output`].
 
+pub mod api;
+pub mod cancel;
 pub mod cli;
 pub mod graph;
 pub mod onnx;
 pub mod output;
 pub mod plan;
 pub mod plot;
+#[cfg(feature = "python")]
+mod python;
 pub mod report;
 pub mod schedule;
 pub mod sizes;
