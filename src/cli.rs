@@ -439,26 +439,21 @@ fn run(
         }
     }
     warn_missing_data(&file, &from);
-    let scheduler =
-        Scheduler::from_name(&cli.scheduler).ok_or_else(|| format!("unknown scheduler {}", cli.scheduler))?;
-    let target = match cli.target.as_str() {
-        "ort-default" => Target::OrtDefault,
-        "file-order" => Target::FileOrder,
-        _ => Target::AllRuntimes,
-    };
-    let opts = PlanOptions {
-        scheduler,
-        target,
-        memory: MemoryOptions { inputs_live_whole_run: cli.inputs_live_whole_run, inplace: cli.inplace },
-        sizes: SizeOptions {
-            dims: cli.dims.clone(),
-            input_shapes: cli.input_shapes.clone(),
-            unknown_dim: cli.unknown_dim,
-        },
-        time_limit: Duration::from_secs_f64(cli.time_limit),
+    // The same mapping from options to a plan as the library API's, so the
+    // CLI and the Python package cannot drift apart.
+    let opts = crate::api::Options {
+        scheduler: cli.scheduler.clone(),
+        target: cli.target.clone(),
+        time_limit: cli.time_limit,
+        dims: cli.dims.clone(),
+        input_shapes: cli.input_shapes.clone(),
+        inplace: cli.inplace,
+        inputs_live_whole_run: cli.inputs_live_whole_run,
+        unknown_dim: cli.unknown_dim,
         alignment: cli.align,
         size_worker: worker.cloned(),
-    };
+    }
+    .plan_options()?;
     let started = std::time::Instant::now();
     let show_progress = !cli.quiet && !batch;
     let progress = |line: &str| {

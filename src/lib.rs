@@ -16,12 +16,16 @@
 //! [`output`].
 
 pub mod arena;
+pub mod api;
+pub mod cancel;
 pub mod cli;
 pub mod graph;
 pub mod onnx;
 pub mod output;
 pub mod plan;
 pub mod plot;
+#[cfg(feature = "python")]
+mod python;
 pub mod report;
 pub mod schedule;
 pub mod sizes;

@@ -38,6 +38,11 @@ impl Target {
             Target::OrtDefault => "ort-default",
         }
     }
+
+    /// The target of a command-line name, if it is one.
+    pub fn from_name(name: &str) -> Option<Target> {
+        [Target::AllRuntimes, Target::FileOrder, Target::OrtDefault].into_iter().find(|t| t.name() == name)
+    }
 }
 
 /// The longest time limit honoured (a week): a longer one is taken as this,

@@ -339,7 +339,7 @@ pub fn joint_bound(
         if g[j as usize] >= cap {
             continue;
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if deadline.is_some_and(crate::cancel::passed) {
             return None;
         }
         for v in 0..h {
@@ -406,7 +406,7 @@ pub fn cut_bound(
         if steps[v] <= best.bytes {
             break;
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if deadline.is_some_and(crate::cancel::passed) {
             best.complete = false;
             break;
         }
@@ -457,7 +457,7 @@ pub fn region_bound(
     let mut covered = vec![false; order.len()];
     let mut best = floor;
     for (_, s) in centres {
-        if best >= cap || deadline.is_some_and(|d| Instant::now() >= d) {
+        if best >= cap || deadline.is_some_and(crate::cancel::passed) {
             break;
         }
         if covered[s] {

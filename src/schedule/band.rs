@@ -129,7 +129,7 @@ fn pass(model: &GroupModel, incumbent: &[OpId], budget: u64, limits: &BandLimits
     let mut next: Vec<State> = Vec::new();
     let mut children: Vec<(u64, u64, u32)> = Vec::new();
     for _ in 0..ng {
-        if deadline.is_some_and(|d| Instant::now() >= d) || trail.len() > max_states {
+        if deadline.is_some_and(crate::cancel::passed) || trail.len() > max_states {
             return (None, states, capped);
         }
         index.clear();

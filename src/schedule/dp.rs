@@ -494,7 +494,7 @@ pub fn solve(
         stats.expanded += 1;
         if stats.expanded % 256 == 0 {
             if let Some(d) = limits.deadline {
-                if Instant::now() >= d {
+                if crate::cancel::passed(d) {
                     stats.states = arena.g.len();
                     return done(DpOutcome::Timeout, stats);
                 }
@@ -630,7 +630,7 @@ pub fn beam(
             expansions += 1;
             if expansions % 64 == 0 {
                 if let Some(d) = deadline {
-                    if Instant::now() >= d {
+                    if crate::cancel::passed(d) {
                         return None;
                     }
                 }

@@ -419,7 +419,7 @@ where
         let Some(&j) = attaining.iter().find(|&&j| !work[j].exhausted) else {
             break;
         };
-        if Instant::now() >= deadline {
+        if crate::cancel::passed(deadline) {
             stats.timed_out = true;
             break;
         }
@@ -507,7 +507,7 @@ fn improve_part(
         // Band searches of growing width: linear in the part's size, they
         // give the DP a tight budget and improve parts far too big for it.
         let band_deadline = now + deadline.saturating_duration_since(now).mul_f64(0.2);
-        while w.band_width <= FIRST_BAND_WIDTH && Instant::now() < band_deadline {
+        while w.band_width <= FIRST_BAND_WIDTH && !crate::cancel::passed(band_deadline) {
             band_round(pg, &groups, popts, w, band_deadline, part.constant, say, index);
         }
         if w.peak <= w.lb {
@@ -578,7 +578,7 @@ fn improve_part(
                 other => say(&format!("part {index}: dp gave up ({other:?}, {} states)", r.stats.states)),
             }
         }
-        if groups.len() <= ILP_MAX_GROUPS && Instant::now() < deadline {
+        if groups.len() <= ILP_MAX_GROUPS && !crate::cancel::passed(deadline) {
             let left = deadline.saturating_duration_since(Instant::now());
             let ilp_deadline = Instant::now() + left.mul_f64(0.5);
             match ilp::solve(pg, &groups, popts, &w.order, ilp_deadline) {

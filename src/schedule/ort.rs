@@ -871,7 +871,7 @@ impl Policy for Rollout<'_> {
     fn choose(&mut self, dag: &Dag, sim: &mut Sim, q: u32, cands: &[u32]) -> u32 {
         let base_choice = self.base.choose(dag, sim, q, cands);
         let maximal = dag.choosable(cands, |a, b| self.anc.is_ancestor(a, b));
-        if maximal.len() <= 1 || Instant::now() >= self.deadline {
+        if maximal.len() <= 1 || crate::cancel::passed(self.deadline) {
             return maximal.first().copied().unwrap_or(base_choice);
         }
         let mut best: Option<((u64, i128, bool), u32)> = None;
@@ -925,7 +925,7 @@ impl Exact<'_, '_> {
         self.calls += 1;
         if self.aborted
             || self.memo.len() > EXACT_STATE_BUDGET
-            || (self.calls % 1024 == 0 && Instant::now() >= self.deadline)
+            || (self.calls % 1024 == 0 && crate::cancel::passed(self.deadline))
         {
             self.aborted = true;
             return None;
@@ -1086,7 +1086,7 @@ fn iterated_rollout(
     let mut incumbent = u64::MAX;
     let mut best_file = None;
     for _ in 0..8 {
-        if Instant::now() >= deadline {
+        if crate::cancel::passed(deadline) {
             break;
         }
         let mut policy = Rollout { base: Prio(base), anc, deadline, frames: Vec::new(), buf: Vec::new() };
@@ -1189,7 +1189,7 @@ pub fn search(graph: &Graph, opts: &MemoryOptions, deadline: Instant) -> Reachab
         // iterated rollout.
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         let mut round = 0u64;
-        while !exhausted && best_peak(&candidates) > lb && Instant::now() < deadline {
+        while !exhausted && best_peak(&candidates) > lb && !crate::cancel::passed(deadline) {
             round += 1;
             let noise = if round % 2 == 0 { None } else { Some(1 + n as u64 / (2 + round % 8)) };
             let base = random_file(&dag, &best_file, noise, &mut rng);

@@ -91,7 +91,7 @@ pub fn improve(
     let size = limits.ops.clamp(1, n.max(1));
     // Windows already searched without success, for this order.
     let mut failed: Vec<(usize, usize)> = Vec::new();
-    'outer: while Instant::now() < limits.deadline {
+    'outer: while !crate::cancel::passed(limits.deadline) {
         let hot: Vec<usize> = (0..n).filter(|&s| profile.steps[s] == profile.peak).collect();
         for &s in &hot {
             for shift in [size / 2, size / 6, size - size / 6] {
@@ -100,7 +100,7 @@ pub fn improve(
                 if failed.contains(&(a, b)) {
                     continue;
                 }
-                if Instant::now() >= limits.deadline {
+                if crate::cancel::passed(limits.deadline) {
                     break 'outer;
                 }
                 match search(graph, opts, &order, a, b, limits, &mut stats) {
