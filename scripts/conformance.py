@@ -123,30 +123,39 @@ def case_name(case):
 
 
 # ------------------------------------------------------------ one model check
+# Tensor types numpy cannot hold: fed to onnxruntime as raw storage.
+EXOTIC_STORAGE = {"BFLOAT16": "uint16", "FLOAT8E4M3FN": "uint8", "FLOAT8E4M3FNUZ": "uint8", "FLOAT8E5M2": "uint8",
+                  "FLOAT8E5M2FNUZ": "uint8", "FLOAT8E8M0": "uint8"}
+
+
 def load_inputs(case, model):
+    """The case's test_data_set_0 inputs by name: numpy arrays, lists
+    (sequences), None (empty optionals), or (onnx type, storage array) for
+    types numpy cannot hold."""
     from onnx import numpy_helper, TensorProto, SequenceProto, OptionalProto
 
     data = os.path.join(case, "test_data_set_0")
     feeds = {}
-    names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    for j, vi in enumerate(names):
+    inits = {t.name for t in model.graph.initializer}
+    for j, vi in enumerate(model.graph.input):
         path = os.path.join(data, f"input_{j}.pb")
-        if not os.path.exists(path):
-            break
+        if vi.name in inits or not os.path.exists(path):
+            continue
         raw = open(path, "rb").read()
-        tt = model.graph.input[j].type
-        if tt.HasField("sequence_type"):
+        if vi.type.HasField("sequence_type"):
             p = SequenceProto()
             p.ParseFromString(raw)
-            feeds[vi] = numpy_helper.to_list(p)
-        elif tt.HasField("optional_type"):
+            feeds[vi.name] = numpy_helper.to_list(p)
+        elif vi.type.HasField("optional_type"):
             p = OptionalProto()
             p.ParseFromString(raw)
-            feeds[vi] = numpy_helper.to_optional(p)
+            feeds[vi.name] = numpy_helper.to_optional(p)
         else:
             p = TensorProto()
             p.ParseFromString(raw)
-            feeds[vi] = numpy_helper.to_array(p)
+            storage = EXOTIC_STORAGE.get(TensorProto.DataType.Name(p.data_type))
+            arr = numpy_helper.to_array(p)
+            feeds[vi.name] = (p.data_type, arr.view(storage)) if storage else arr
     return feeds
 
 
@@ -156,30 +165,79 @@ def session(model_bytes):
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.execution_order = ort.ExecutionOrder.PRIORITY_BASED
-    so.log_severity_level = 3
+    so.log_severity_level = 4
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
-def run(sess, feeds):
-    outs = sess.run(None, feeds)
-    return {o.name: (o.type, v) for o, v in zip(sess.get_outputs(), outs)}
+def norm_ort(ov, ort_type):
+    """An OrtValue as ("tensor", element type, shape, raw bytes or strings)."""
+    import ctypes
+
+    if not ov.has_value():
+        return None
+    if not ov.is_tensor():
+        return norm_np(ov.numpy(), ort_type)
+    elem = re.match(r"tensor\((\w+)\)", ov.data_type()).group(1)
+    shape = tuple(ov.shape())
+    if elem == "string":
+        return ("tensor", elem, shape, tuple(ov.numpy().ravel().tolist()))
+    n = ov.tensor_size_in_bytes()
+    return ("tensor", elem, shape, ctypes.string_at(ov.data_ptr(), n) if n else b"")
 
 
-def value_bytes(ort_type, value):
-    """Real bytes of one value returned by onnxruntime (see the module doc)."""
+def norm_np(v, ort_type):
+    """A value onnxruntime returned as numpy, list or None, normalized like norm_ort."""
     import numpy as np
 
+    if v is None:
+        return None
+    if isinstance(v, list):
+        inner = ort_type[4:-1] if ort_type.startswith("seq(") else "tensor(float)"
+        return ("seq", tuple(norm_np(x, inner) for x in v))
+    if ort_type.startswith("optional("):
+        return norm_np(v, ort_type[9:-1])
+    v = np.asarray(v)
+    m = re.match(r"tensor\((\w+)\)", ort_type)
+    elem = m.group(1) if m else v.dtype.name
+    if v.dtype == object:
+        return ("tensor", elem, v.shape, tuple(v.ravel().tolist()))
+    return ("tensor", elem, v.shape, np.ascontiguousarray(v).tobytes())
+
+
+def run(sess, feeds):
+    """Outputs by name, normalized (norm_ort). Tensor-only feeds go through
+    OrtValues, so that every tensor type round-trips as raw bytes."""
+    import onnxruntime as ort
+
+    outs = sess.get_outputs()
+    if all(isinstance(v, tuple) or (hasattr(v, "dtype") and v.dtype.kind not in "OUS") for v in feeds.values()):
+        ovs = {}
+        for k, v in feeds.items():
+            if isinstance(v, tuple):
+                ovs[k] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(v[1], v[0])
+            else:
+                ovs[k] = ort.OrtValue.ortvalue_from_numpy(v)
+        try:
+            res = sess.run_with_ort_values([o.name for o in outs], ovs)
+            return {o.name: norm_ort(r, o.type) for o, r in zip(outs, res)}
+        except Exception:
+            if any(isinstance(v, tuple) for v in feeds.values()):
+                raise
+    res = sess.run(None, feeds)
+    return {o.name: norm_np(v, o.type) for o, v in zip(outs, res)}
+
+
+def value_bytes(value):
+    """Real bytes of one normalized value (see the module doc)."""
     if value is None:
         return 0
-    if ort_type.startswith("seq(") or isinstance(value, list):
-        inner = ort_type[4:-1] if ort_type.startswith("seq(") else "tensor(float)"
-        return sum(value_bytes(inner, v) for v in value)
-    if ort_type.startswith("optional("):
-        return value_bytes(ort_type[9:-1], value)
-    m = re.match(r"tensor\((\w+)\)", ort_type)
-    bits = BITS[m.group(1)] if m else 8 * np.asarray(value).dtype.itemsize
-    n = int(np.asarray(value).size) if not isinstance(value, np.ndarray) else int(value.size)
-    return (n * bits + 7) // 8
+    if value[0] == "seq":
+        return sum(value_bytes(x) for x in value[1])
+    _, elem, shape, _ = value
+    n = 1
+    for d in shape:
+        n *= d
+    return (n * BITS[elem] + 7) // 8
 
 
 def feed_bytes(type_proto, value):
@@ -193,24 +251,10 @@ def feed_bytes(type_proto, value):
     if type_proto.HasField("optional_type"):
         return feed_bytes(type_proto.optional_type.elem_type, value)
     if type_proto.HasField("tensor_type"):
-        name = onnx.helper.tensor_dtype_to_string(type_proto.tensor_type.elem_type)  # TensorProto.FLOAT
-        return value_bytes("tensor(%s)" % name.split(".")[-1].lower(), value)
+        arr = value[1] if isinstance(value, tuple) else value
+        elem = onnx.TensorProto.DataType.Name(type_proto.tensor_type.elem_type).lower()
+        return value_bytes(("tensor", elem, arr.shape, None))
     return 0
-
-
-def same_values(a, b):
-    import numpy as np
-
-    if isinstance(a, list) or isinstance(b, list):
-        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(map(same_values, a, b))
-    if a is None or b is None:
-        return a is None and b is None
-    a, b = np.asarray(a), np.asarray(b)
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if a.dtype == object:
-        return a.tolist() == b.tolist()
-    return a.tobytes() == b.tobytes()
 
 
 def outer_names(graph):
@@ -317,10 +361,10 @@ def check_case(case, tool, time_limit, scratch):
         return "changed", "something besides the node order differs"
     # Outputs: bit-identical, unless the original is not reproducible itself.
     second = run(session(original.SerializeToString()), feeds)
-    deterministic = all(same_values(first[k][1], second[k][1]) for k in first)
+    deterministic = first == second
     new = run(session(written.SerializeToString()), feeds)
-    if deterministic and (set(new) != set(first) or not all(same_values(first[k][1], new[k][1]) for k in first)):
-        bad = [k for k in first if k not in new or not same_values(first[k][1], new[k][1])]
+    if deterministic and (set(new) != set(first) or not all(first[k] == new[k] for k in first)):
+        bad = [k for k in first if k not in new or not first[k] == new[k]]
         return "outputs-differ", f"outputs {bad[:3]}"
     # Real sizes: every top-level node output becomes a graph output.
     probe = onnx.ModelProto()
@@ -335,7 +379,7 @@ def check_case(case, tool, time_limit, scratch):
         values = run(session(probe.SerializeToString()), feeds)
     except Exception as e:
         return "probe-failed", str(e).splitlines()[0][:160]
-    sizes = {k: value_bytes(t, v) for k, (t, v) in values.items()}
+    sizes = {k: value_bytes(v) for k, v in values.items()}
     for i in original.graph.input:
         if i.name in feeds:
             sizes[i.name] = feed_bytes(i.type, feeds[i.name])
