@@ -104,6 +104,11 @@ struct Cli {
     /// the best order found.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     time_limit: f64,
+    /// Stop searching once the peak is within PERCENT of the lower bound
+    /// (the report then says `optimal: false` and gives the gap); `--gap 0`
+    /// searches until the peak is proved optimal or the time is up.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.01)]
+    gap: f64,
     /// Print only warnings and errors.
     #[arg(long, short)]
     quiet: bool,
@@ -218,6 +223,9 @@ where
 /// Argument combinations clap cannot express; a message means exit 2.
 fn check_usage(cli: &Cli) -> Result<(), String> {
     let measuring = cli.dry_run || cli.check;
+    if !(cli.gap >= 0.0 && cli.gap < 100.0) {
+        return Err(format!("--gap must be a percentage >= 0 and < 100, got {}", cli.gap));
+    }
     if cli.out_dir.is_some() {
         if cli.plot.is_some() {
             return Err("--plot draws one model; it cannot be combined with --out-dir".into());
@@ -298,6 +306,7 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
         memory: MemoryOptions { inputs_live_whole_run: cli.inputs_live_whole_run, inplace: cli.inplace },
         sizes: SizeOptions { dims: cli.dims.clone(), input_shapes: cli.input_shapes.clone() },
         time_limit: Duration::from_secs_f64(cli.time_limit),
+        gap: cli.gap / 100.0,
     };
     let started = std::time::Instant::now();
     let show_progress = !cli.quiet && !batch;

@@ -46,6 +46,9 @@ pub struct PlanOptions {
     /// Time budget for the whole plan (size inference, search, checks); the
     /// search gets what is left after sizing, less a margin for the checks.
     pub time_limit: Duration,
+    /// `auto` stops once the gap to the lower bound is at most this
+    /// fraction of the peak ([`SolveOptions::gap`]); `0` asks for a proof.
+    pub gap: f64,
 }
 
 impl Default for PlanOptions {
@@ -56,6 +59,7 @@ impl Default for PlanOptions {
             memory: MemoryOptions::default(),
             sizes: SizeOptions::default(),
             time_limit: Duration::from_secs(60),
+            gap: driver::DEFAULT_GAP,
         }
     }
 }
@@ -152,6 +156,7 @@ pub fn plan_with_progress(
         time_limit: search_budget(opts.time_limit, start),
         method: opts.scheduler,
         progress,
+        gap: opts.gap,
     };
     let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
     let (before_order, order, file_order, method, stats, proved, lower_bound) = match opts.target {

@@ -57,7 +57,8 @@ fn every_method_returns_a_checked_order() {
         for memory in all_memory_options() {
             let (best, _) = brute_force(&graph, &memory);
             for &(method, _, _) in Scheduler::ALL {
-                let opts = SolveOptions { memory, time_limit: Duration::from_secs(20), method, progress: None };
+                let opts =
+                    SolveOptions { memory, time_limit: Duration::from_secs(20), method, progress: None, gap: 0.0 };
                 let s = solve(&graph, &opts).expect("acyclic");
                 check(&graph, &s, &memory);
                 if s.optimal {
