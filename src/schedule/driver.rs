@@ -29,6 +29,13 @@
 //! The result is always the best order found, checked to be topological and
 //! re-evaluated with [`evaluate`]; `optimal` is true only when the peak meets
 //! the lower bound or an exact method proved the bottleneck part.
+//!
+//! `auto` also stops once the peak is within [`SolveOptions::gap`] of the
+//! lower bound (default 0.01% of the peak): chasing the last bytes of a
+//! multi-megabyte peak is not worth a minute. A bottleneck part still gets its
+//! first round then (the chains method, and the cut bounds for at most a
+//! second) so that cheap proofs are found, but no search; the result says
+//! `optimal: false` and [`SolveStats::gap_stop`].
 
 use super::{band, chains, decompose, dp, fusion, heuristics, ilp, window, Order, Scheduler};
 use crate::graph::bounds::{lb1, lower_bound, Reachability};
