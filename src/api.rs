@@ -38,6 +38,9 @@ pub struct Options {
     pub inputs_live_whole_run: bool,
     /// `--unknown-dim N`.
     pub unknown_dim: Option<u64>,
+    /// `--gap PERCENT`: stop searching within this percentage of the lower
+    /// bound (`0` asks for a proof); `0 <= gap < 100`.
+    pub gap: f64,
     /// `--align BYTES` of the memory plan (>= 1).
     pub alignment: u64,
     /// Where size inference runs (see [`crate::sizes::isolate`]); `None` in
@@ -56,6 +59,7 @@ impl Default for Options {
             inplace: false,
             inputs_live_whole_run: false,
             unknown_dim: None,
+            gap: crate::schedule::driver::DEFAULT_GAP * 100.0,
             alignment: crate::arena::DEFAULT_ALIGNMENT,
             size_worker: None,
         }
@@ -72,6 +76,9 @@ impl Options {
         })?;
         let target = Target::from_name(&self.target)
             .ok_or_else(|| format!("unknown target `{}`; use all-runtimes, file-order or ort-default", self.target))?;
+        if !(self.gap >= 0.0 && self.gap < 100.0) {
+            return Err(format!("gap must be a percentage >= 0 and < 100, got {}", self.gap));
+        }
         if self.alignment == 0 {
             return Err("the alignment must be at least 1 byte".into());
         }
@@ -91,6 +98,7 @@ impl Options {
                 unknown_dim: self.unknown_dim,
             },
             time_limit: Duration::from_secs_f64(self.time_limit).min(crate::plan::MAX_TIME_LIMIT),
+            gap: self.gap / 100.0,
             alignment: self.alignment,
             size_worker: self.size_worker.clone(),
         })

@@ -140,6 +140,11 @@ struct Cli {
     /// is rounded up to it).
     #[arg(long, value_name = "BYTES", default_value_t = onnx_memsched_default_alignment(), value_parser = parse_alignment)]
     align: u64,
+    /// Stop searching once the peak is within PERCENT of the lower bound
+    /// (the report then says `optimal: false` and gives the gap); `--gap 0`
+    /// searches until the peak is proved optimal or the time is up.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.01)]
+    gap: f64,
     /// Print only warnings and errors.
     #[arg(long, short)]
     quiet: bool,
@@ -321,6 +326,9 @@ where
 /// Argument combinations clap cannot express; a message means exit 2.
 fn check_usage(cli: &Cli) -> Result<(), String> {
     let measuring = cli.dry_run || cli.check;
+    if !(cli.gap >= 0.0 && cli.gap < 100.0) {
+        return Err(format!("--gap must be a percentage >= 0 and < 100, got {}", cli.gap));
+    }
     if cli.out_dir.is_some() {
         if cli.plot.is_some() {
             return Err("--plot draws one model; it cannot be combined with --out-dir".into());
@@ -450,6 +458,7 @@ fn run(
         inplace: cli.inplace,
         inputs_live_whole_run: cli.inputs_live_whole_run,
         unknown_dim: cli.unknown_dim,
+        gap: cli.gap,
         alignment: cli.align,
         size_worker: worker.cloned(),
     }

@@ -71,6 +71,9 @@ pub struct PlanOptions {
     /// capped in memory, with a fallback when it fails (see
     /// [`sizes::isolate`]).
     pub size_worker: Option<sizes::isolate::Worker>,
+    /// `auto` stops once the gap to the lower bound is at most this
+    /// fraction of the peak ([`SolveOptions::gap`]); `0` asks for a proof.
+    pub gap: f64,
 }
 
 impl Default for PlanOptions {
@@ -83,6 +86,7 @@ impl Default for PlanOptions {
             time_limit: Duration::from_secs(60),
             alignment: crate::arena::DEFAULT_ALIGNMENT,
             size_worker: None,
+            gap: driver::DEFAULT_GAP,
         }
     }
 }
@@ -206,6 +210,7 @@ pub fn plan_with_progress(
             .saturating_sub(arena_budget(opts.time_limit, graph.ops.len())),
         method: opts.scheduler,
         progress,
+        gap: opts.gap,
     };
     let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
     let mut notes = Vec::new();

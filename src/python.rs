@@ -14,6 +14,7 @@
 //! No Rust panic reaches Python: the planning thread catches it and it
 //! becomes a `MemschedError` saying it is an internal error.
 
+use crate::sizes::isolate::Worker;
 use crate::{api, cli};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -38,18 +39,39 @@ const PLAN_STACK: usize = 8 << 20;
 /// How often the waiting thread looks for Ctrl-C.
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
+/// The sizing worker of this package: a fresh interpreter (`sys.executable`)
+/// that imports this module and runs [`size_worker`], so that a crash or an
+/// abort inside tract ends that process, never the caller's.
+fn worker(py: Python<'_>) -> PyResult<Worker> {
+    let executable: PathBuf = py.import("sys")?.getattr("executable")?.extract()?;
+    if executable.as_os_str().is_empty() {
+        return Err(MemschedError::new_err(
+            "cannot start the sizing worker: sys.executable is empty (embedded Python); run the onnx-memsched command instead",
+        ));
+    }
+    Ok(Worker {
+        program: executable,
+        args: vec!["-c".into(), "import onnx_memsched._native as n; raise SystemExit(n._size_worker())".into()],
+    })
+}
+
+/// The sizing worker's side (see [`crate::sizes::isolate::serve`]): reads a
+/// request on stdin, answers on stdout, returns the exit code. Only for the
+/// worker process this package starts.
+#[pyfunction]
+fn _size_worker(py: Python<'_>) -> u8 {
+    py.detach(crate::sizes::isolate::serve)
+}
+
 /// Runs the command line with `argv` (program name first) and returns its exit code.
 #[pyfunction]
-fn run_cli(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> u8 {
-    // INTEGRATION(isolate): once `cli::main_with_args_and_worker` exists, call it here with
-    // `Some(Worker { program: sys.executable, args: ["-c", "import onnx_memsched._native as n;
-    // raise SystemExit(n._size_worker())"] })` (take `sys.executable` from `py` before detaching),
-    // and add the `_size_worker` pyfunction that calls `sizes::isolate::serve`.
-    let code = py.detach(move || cli::main_with_args(argv));
+fn run_cli(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> PyResult<u8> {
+    let worker = worker(py)?;
+    let code = py.detach(move || cli::main_with_args_and_worker(argv, Some(worker)));
     // The binary's runtime flushes stdout at exit; a Python process does not run that hook.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    code
+    Ok(code)
 }
 
 /// What a successful plan hands back: the `--report` JSON, the reordered
@@ -75,12 +97,21 @@ fn plan(
     inputs_live_whole_run: bool,
     rewrite: bool,
 ) -> PyResult<(String, Option<Py<PyBytes>>, Vec<String>)> {
-    let opts = api::Options { scheduler, target, time_limit, dims, input_shapes, inplace, inputs_live_whole_run };
+    let opts = api::Options {
+        scheduler,
+        target,
+        time_limit,
+        dims,
+        input_shapes,
+        inplace,
+        inputs_live_whole_run,
+        size_worker: Some(worker(py)?),
+        ..api::Options::default()
+    };
     let data = data.map(|b| b.as_bytes().to_vec());
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     let (tx, rx) = mpsc::channel::<Result<Outcome, String>>();
-    // INTEGRATION(isolate): pass the size worker to the API here once `plan_path`/`plan_bytes` take one.
     let job = move || {
         let work = || -> Result<Outcome, String> {
             let planned = match (&path, data) {
@@ -138,6 +169,7 @@ fn plan(
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(plan, m)?)?;
+    m.add_function(wrap_pyfunction!(_size_worker, m)?)?;
     m.add("MemschedError", m.py().get_type::<MemschedError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

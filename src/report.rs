@@ -52,6 +52,22 @@ pub fn gap(peak: u64, lower_bound: u64) -> f64 {
     }
 }
 
+/// The gap of a plan that is not proved optimal, for humans: to 0.1%, or
+/// to 0.0001% with the bytes when it is smaller than 0.1%, and whether the
+/// search stopped because it was within `--gap`.
+fn gap_text(plan: &Plan) -> String {
+    let g = gap(plan.after.peak, plan.lower_bound);
+    let mut s = if g < 1e-3 {
+        format!("gap {:.4}% ({} B)", g * 100.0, grouped(plan.after.peak.saturating_sub(plan.lower_bound)))
+    } else {
+        format!("gap {:.1}%", g * 100.0)
+    };
+    if plan.stats.gap_stop {
+        s += ", within --gap: search stopped";
+    }
+    s
+}
+
 /// The human summary, several lines, for stderr.
 pub fn summary(model_name: &str, plan: &Plan) -> String {
     let g = &plan.graph;
@@ -79,11 +95,7 @@ pub fn summary(model_name: &str, plan: &Plan) -> String {
         where_peak(g, &plan.order, after.peak_step),
         plan.method
     );
-    let verdict = if plan.optimal {
-        "the new order is optimal".to_string()
-    } else {
-        format!("gap {:.1}%", gap(after.peak, plan.lower_bound) * 100.0)
-    };
+    let verdict = if plan.optimal { "the new order is optimal".to_string() } else { gap_text(plan) };
     s += &format!(
         "  lower bound        {:>11} ({} B): {verdict}\n",
         human_bytes(plan.lower_bound),
@@ -149,11 +161,7 @@ fn runtime_lines(plan: &Plan) -> String {
 
 /// One line per model for `--out-dir` runs.
 pub fn one_line(model_name: &str, plan: &Plan) -> String {
-    let verdict = if plan.optimal {
-        "optimal".to_string()
-    } else {
-        format!("gap {:.1}%", gap(plan.after.peak, plan.lower_bound) * 100.0)
-    };
+    let verdict = if plan.optimal { "optimal".to_string() } else { gap_text(plan) };
     let change = if plan.before.peak > 0 {
         (plan.after.peak as f64 - plan.before.peak as f64) * 100.0 / plan.before.peak as f64
     } else {
@@ -193,6 +201,7 @@ pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json:
         "parts": plan.stats.parts,
         "heuristic_peaks": plan.stats.heuristic_peaks.iter().map(|(n, p)| (n.clone(), json!(p))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "timed_out": plan.stats.timed_out,
+        "gap_stop": plan.stats.gap_stop,
         "peak_bytes_before": plan.before.peak,
         "peak_bytes_after": plan.after.peak,
         "peak_before_at": step_json(&plan.input_order, plan.before.peak_step),

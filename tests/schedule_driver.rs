@@ -29,7 +29,9 @@ fn auto_is_valid_and_never_claims_a_false_optimum() {
         let n = 1 + rng.below(10) as usize;
         let graph = random_graph(&mut rng, n);
         for memory in all_memory_options() {
-            let opts = SolveOptions { memory, time_limit: Duration::from_secs(20), ..SolveOptions::default() };
+            // No gap: small graphs are always solved to a proof.
+            let opts =
+                SolveOptions { memory, time_limit: Duration::from_secs(20), gap: 0.0, ..SolveOptions::default() };
             let s = solve(&graph, &opts).expect("acyclic");
             check(&graph, &s, &memory);
             let (best, _) = brute_force(&graph, &memory);
@@ -57,7 +59,8 @@ fn every_method_returns_a_checked_order() {
         for memory in all_memory_options() {
             let (best, _) = brute_force(&graph, &memory);
             for &(method, _, _) in Scheduler::ALL {
-                let opts = SolveOptions { memory, time_limit: Duration::from_secs(20), method, progress: None };
+                let opts =
+                    SolveOptions { memory, time_limit: Duration::from_secs(20), method, progress: None, gap: 0.0 };
                 let s = solve(&graph, &opts).expect("acyclic");
                 check(&graph, &s, &memory);
                 if s.optimal {

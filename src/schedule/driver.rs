@@ -29,6 +29,13 @@
 //! The result is always the best order found, checked to be topological and
 //! re-evaluated with [`evaluate`]; `optimal` is true only when the peak meets
 //! the lower bound or an exact method proved the bottleneck part.
+//!
+//! `auto` also stops once the peak is within [`SolveOptions::gap`] of the
+//! lower bound (default 0.01% of the peak): chasing the last bytes of a
+//! multi-megabyte peak is not worth a minute. A bottleneck part still gets its
+//! first round then (the chains method, and the cut bounds for at most a
+//! second) so that cheap proofs are found, but no search; the result says
+//! `optimal: false` and [`SolveStats::gap_stop`].
 
 use super::{band, chains, decompose, dp, fusion, heuristics, ilp, window, Order, Scheduler};
 use crate::graph::bounds::{lb1, lower_bound, Reachability};
@@ -67,6 +74,29 @@ pub struct SolveOptions<'a> {
     pub method: Scheduler,
     /// Called with one line of progress now and then (e.g. to print on stderr).
     pub progress: Option<&'a dyn Fn(&str)>,
+    /// `auto` stops searching once `peak - lower bound <= gap * peak`
+    /// (a fraction, default [`DEFAULT_GAP`]); the result is then not
+    /// `optimal` and [`SolveStats::gap_stop`] says why the search ended.
+    /// `0` searches until the peak is proved or the time is up.
+    pub gap: f64,
+}
+
+/// The default [`SolveOptions::gap`]: 0.01% of the peak.
+pub const DEFAULT_GAP: f64 = 1e-4;
+
+/// The largest peak whose gap to `lower_bound` is at most `gap` of itself:
+/// `peak - lb <= gap * peak` holds exactly for `peak <= lb / (1 - gap)`.
+pub fn negligible_peak(lower_bound: u64, gap: f64) -> u64 {
+    if !(gap > 0.0 && gap < 1.0) {
+        return lower_bound;
+    }
+    let limit = (lower_bound as f64 / (1.0 - gap)).floor();
+    // Floating point may land a hair above the exact quotient.
+    let mut peak = if limit >= u64::MAX as f64 { u64::MAX } else { (limit as u64).max(lower_bound) };
+    while peak > lower_bound && (peak - lower_bound) as f64 > gap * peak as f64 {
+        peak -= 1;
+    }
+    peak
 }
 
 impl Default for SolveOptions<'_> {
@@ -76,6 +106,7 @@ impl Default for SolveOptions<'_> {
             time_limit: Duration::from_secs(60),
             method: Scheduler::Auto,
             progress: None,
+            gap: DEFAULT_GAP,
         }
     }
 }
@@ -87,6 +118,7 @@ impl std::fmt::Debug for SolveOptions<'_> {
             .field("time_limit", &self.time_limit)
             .field("method", &self.method)
             .field("progress", &self.progress.is_some())
+            .field("gap", &self.gap)
             .finish()
     }
 }
@@ -131,6 +163,9 @@ pub struct SolveStats {
     pub seconds: f64,
     /// Whether the time limit stopped the search.
     pub timed_out: bool,
+    /// Whether `auto` stopped because the gap to the lower bound fell to
+    /// [`SolveOptions::gap`] or below.
+    pub gap_stop: bool,
 }
 
 impl SolveStats {
@@ -257,7 +292,7 @@ pub fn solve(graph: &Graph, opts: &SolveOptions) -> Result<Solution, SolveError>
             let groups = fusion::fuse(graph, mem);
             stats.nodes_after_fusion = groups.len();
             say(&format!("fusion: {} ops -> {} groups", graph.ops.len(), groups.len()));
-            let proved = match ilp::solve(graph, &groups, mem, &best_order, deadline) {
+            let proved = match ilp::solve_within(graph, &groups, mem, &best_order, deadline) {
                 ilp::IlpOutcome::Optimal { order, peak } => {
                     if peak < best_peak {
                         best_order = order;
@@ -403,6 +438,7 @@ where
     ));
 
     let mut proved_overall = false;
+    let good_enough = negligible_peak(lb, opts.gap);
     loop {
         let peak = total(&work);
         if peak <= lb || peak <= d.start {
@@ -419,11 +455,18 @@ where
         let Some(&j) = attaining.iter().find(|&&j| !work[j].exhausted) else {
             break;
         };
+        // Within the gap, a part still gets its first round (the cheap
+        // proofs: chains, the cut bounds for at most a second), no search.
+        if peak <= good_enough && work[j].exact_tried {
+            say(&format!("the gap to the lower bound ({} B) is within --gap: search stopped", peak - lb));
+            stats.gap_stop = true;
+            break;
+        }
         if crate::cancel::passed(deadline) {
             stats.timed_out = true;
             break;
         }
-        improve_part(&d.parts[j], &mut work[j], &popts, deadline, &mut stats, say, j);
+        improve_part(&d.parts[j], &mut work[j], &popts, deadline, good_enough, &mut stats, say, j);
     }
 
     let lb = lb.max(d.combine(&work.iter().map(|w| w.lb).collect::<Vec<_>>()));
@@ -470,12 +513,15 @@ where
 }
 
 /// One round of work on a bottleneck part: the exact methods first, then
-/// beam searches of growing width.
+/// beam searches of growing width. Returns early once the part's peak
+/// (constant included) is at most `good_enough` (see [`SolveOptions::gap`]).
+#[allow(clippy::too_many_arguments)]
 fn improve_part(
     part: &decompose::Part,
     w: &mut PartWork,
     popts: &MemoryOptions,
     deadline: Instant,
+    good_enough: u64,
     stats: &mut SolveStats,
     say: &dyn Fn(&str),
     index: usize,
@@ -507,7 +553,8 @@ fn improve_part(
         // Band searches of growing width: linear in the part's size, they
         // give the DP a tight budget and improve parts far too big for it.
         let band_deadline = now + deadline.saturating_duration_since(now).mul_f64(0.2);
-        while w.band_width <= FIRST_BAND_WIDTH && !crate::cancel::passed(band_deadline) {
+        let done = |w: &PartWork| part.constant + w.peak <= good_enough;
+        while w.band_width <= FIRST_BAND_WIDTH && !crate::cancel::passed(band_deadline) && !done(w) {
             band_round(pg, &groups, popts, w, band_deadline, part.constant, say, index);
         }
         if w.peak <= w.lb {
@@ -517,8 +564,12 @@ fn improve_part(
             return;
         }
         // The cut bound (LB3), then the region bound (LB4), where LB2 is
-        // short of the new peak.
-        let bound_time = deadline.saturating_duration_since(Instant::now()).mul_f64(0.25);
+        // short of the new peak. Within the gap, they get at most a second:
+        // a proof is still worth that much, the search no longer.
+        let mut bound_time = deadline.saturating_duration_since(Instant::now()).mul_f64(0.25);
+        if done(w) {
+            bound_time = bound_time.min(Duration::from_secs(1));
+        }
         let bound_deadline = Instant::now() + bound_time;
         if bound_time >= Duration::from_secs(1) {
             say(&format!("part {index}: cut bounds (LB3, LB4), at most {:.0} s", bound_time.as_secs_f64()));
@@ -538,6 +589,10 @@ fn improve_part(
             if !w.method.contains("proved") {
                 w.method = format!("{} (proved by the cut bounds)", w.method);
             }
+            w.groups = Some(groups);
+            return;
+        }
+        if done(w) {
             w.groups = Some(groups);
             return;
         }
@@ -578,10 +633,10 @@ fn improve_part(
                 other => say(&format!("part {index}: dp gave up ({other:?}, {} states)", r.stats.states)),
             }
         }
-        if groups.len() <= ILP_MAX_GROUPS && !crate::cancel::passed(deadline) {
+        if groups.len() <= ILP_MAX_GROUPS && !crate::cancel::passed(deadline) && !done(w) {
             let left = deadline.saturating_duration_since(Instant::now());
             let ilp_deadline = Instant::now() + left.mul_f64(0.5);
-            match ilp::solve(pg, &groups, popts, &w.order, ilp_deadline) {
+            match ilp::solve_within(pg, &groups, popts, &w.order, ilp_deadline) {
                 ilp::IlpOutcome::Optimal { order, peak } => {
                     if peak < w.peak {
                         w.order = order;
@@ -684,12 +739,8 @@ fn band_round(
 ) {
     let width = w.band_width;
     w.band_width += BAND_STEP;
-    let limits = band::BandLimits {
-        width,
-        max_layer: BAND_MAX_LAYER,
-        max_states: BAND_MAX_STATES,
-        deadline: Some(deadline),
-    };
+    let limits =
+        band::BandLimits { width, max_layer: BAND_MAX_LAYER, max_states: BAND_MAX_STATES, deadline: Some(deadline) };
     let (order, peak, stats) = band::improve(pg, groups, popts, &w.order, &limits);
     if peak < w.peak && topo::check_order(pg, &order).is_ok() {
         say(&format!(

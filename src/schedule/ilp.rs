@@ -214,6 +214,61 @@ pub fn solve(
     }
 }
 
+/// Above this many groups [`solve_within`] does not build the ILP: its
+/// position binaries grow with the square of the groups, so a formulation
+/// this large neither fits in memory nor finds a feasible order in any
+/// reasonable time (228 groups found none in 5 s; 6,376 groups exhausted
+/// the memory of the build machine).
+pub const MAX_GROUPS: usize = 400;
+
+/// [`solve`], but answering by `deadline` whatever the solver does.
+///
+/// microlp checks its time limit only between branch-and-bound nodes, and
+/// building the formulation is not interruptible, so [`solve`] alone can
+/// overrun its deadline (by 2x on a 660-op model). Here the solve runs on a
+/// worker thread with copies of its inputs; if it has not answered by the
+/// deadline, the result is [`IlpOutcome::NoSolution`] and the worker is left
+/// to stop at the solver's next check (its answer is dropped). Parts of more
+/// than [`MAX_GROUPS`] groups get [`IlpOutcome::NoSolution`] at once.
+pub fn solve_within(
+    graph: &Graph,
+    groups: &Groups,
+    opts: &MemoryOptions,
+    incumbent: &[OpId],
+    deadline: Instant,
+) -> IlpOutcome {
+    if groups.len() > MAX_GROUPS {
+        return IlpOutcome::NoSolution {
+            reason: format!(
+                "{} groups after fusion, more than the {MAX_GROUPS} an ILP can handle; the `auto` scheduler is the method for graphs this large",
+                groups.len()
+            ),
+        };
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (g, gr, o, inc) = (graph.clone(), groups.clone(), *opts, incumbent.to_vec());
+    // The solver gets 90% of the time, so that its best order usually
+    // arrives before the deadline; the wait below is the hard limit.
+    let now = Instant::now();
+    let solver_deadline = now + deadline.saturating_duration_since(now).mul_f64(0.9);
+    let worker = std::thread::Builder::new().name("ilp".to_string()).spawn(move || {
+        // The receiver is gone once the deadline passed: nothing to report to.
+        let _ = tx.send(solve(&g, &gr, &o, &inc, solver_deadline));
+    });
+    if worker.is_err() {
+        return solve(graph, groups, opts, incumbent, solver_deadline);
+    }
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(outcome) => outcome,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            IlpOutcome::NoSolution { reason: "the time limit was reached before the ILP solver answered".to_string() }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            IlpOutcome::NoSolution { reason: "the ILP solver stopped without an answer".to_string() }
+        }
+    }
+}
+
 /// The size of the ILP [`solve`] would build, or why it cannot be built.
 pub fn formulation_size(graph: &Graph, groups: &Groups, opts: &MemoryOptions) -> Result<IlpSize, String> {
     let m = Model::build(graph, groups, opts)?;
