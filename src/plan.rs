@@ -199,6 +199,7 @@ pub fn plan_with_progress(
     let optimal = proved || after.peak <= lower_bound;
     let mut assumptions = sizes.assumptions.clone();
     assumptions.extend(opts.memory.describe());
+    assumptions.extend(stats.notes.iter().cloned());
     if !file_sorted {
         assumptions.push("the file's nodes were not topologically sorted: the input order is their stable sort".into());
     }
