@@ -8,9 +8,11 @@ with per-run time and memory limits, for as many cases or minutes as asked.
 Cases come from `examples/fuzz_gen.rs` (the generator `tests/fuzz.rs` runs
 in CI), seeded with the built-in models, `models/` and, when present,
 `../shared/corpus/open`. Each run gets an address-space limit (--mem-mb,
-RLIMIT_AS) and a wall-clock limit (its --time-limit plus --margin seconds,
-then SIGKILL). A run fails when it ends by a signal or an exit code other
-than 0-3, prints panic text, overruns, changes its input, leaves files
+RLIMIT_AS), a CPU-time limit (its --time-limit plus --margin seconds,
+RLIMIT_CPU: CPU, so that a loaded machine does not count as a hang) and a
+wall-clock limit of --time-limit plus 6 x --margin (then SIGKILL). A run
+fails when it ends by a signal or an exit code other than 0-3, prints panic
+text, overruns, changes its input, leaves files
 behind after a failure, or exits 0 with an output that is not the input
 with its nodes reordered. Every failing input is saved under OUT/failures/
 with its options and what went wrong; OUT/summary.json has the counts.
@@ -18,7 +20,6 @@ Needs the `onnx` Python package (for decoding outputs).
 """
 import argparse
 import collections
-import hashlib
 import json
 import os
 import resource
@@ -33,9 +34,10 @@ import onnx
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def limits(mem_bytes):
+def limits(mem_bytes, cpu_seconds):
     def apply():
         resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     return apply
 
@@ -66,20 +68,26 @@ def run_case(tool, model_path, args, mem_bytes, margin):
         env = dict(os.environ, RUST_BACKTRACE="1")
         start = time.monotonic()
         try:
+            # CPU time is the real bound (a loaded machine stretches wall
+            # time); the wall-clock timeout only catches a run that sleeps.
+            cpu = int(time_limit(args) + margin) + 1
             p = subprocess.run([tool, *args, inp, out], capture_output=True, env=env,
-                               preexec_fn=limits(mem_bytes), timeout=time_limit(args) + margin)
+                               preexec_fn=limits(mem_bytes, cpu), timeout=time_limit(args) + 6 * margin)
         except subprocess.TimeoutExpired:
-            return None, time.monotonic() - start, f"hang: no exit within --time-limit + {margin} s"
+            return None, time.monotonic() - start, f"hang: no exit within --time-limit + {6 * margin} s of wall time"
         took = time.monotonic() - start
         err = p.stderr.decode("utf-8", "replace")
         head = " | ".join(err.strip().splitlines()[:3])
         code = p.returncode
+        if code == -24:
+            return code, took, f"overrun: more than --time-limit + {margin} s of CPU time (SIGXCPU): {head}"
         if code < 0:
             return code, took, f"killed by signal {-code}: {head}"
         if code not in (0, 1, 2, 3):
             return code, took, f"exit code {code}: {head}"
         if "panicked" in err or "stack backtrace" in err:
-            return code, took, f"panic text (exit {code}): {head}"
+            at = " | ".join(l for l in err.splitlines() if "panicked" in l)[:300]
+            return code, took, f"panic text (exit {code}): {at}"
         if open(inp, "rb").read() != data:
             return code, took, f"input changed (exit {code})"
         left = sorted(set(os.listdir(d)) - {"in.onnx", "out.onnx"})
@@ -148,7 +156,11 @@ def main():
                 if took > slowest[0]:
                     slowest = (took, s)
                 if problem:
-                    sig = problem.split(":")[0] + ":" + hashlib.sha1(problem.encode()).hexdigest()[:8]
+                    # One signature per panic site (the path and line), else per message kind.
+                    site = problem.split("panicked at ")[-1].split(": ")[0] if "panicked at" in problem else ""
+                    key = site or problem.split(":")[0]
+                    where = "tract" if "/tract-" in site else "unattributed"
+                    sig = f"{where}:{key}"
                     signatures[sig] += 1
                     dest = os.path.join(failures_dir, f"case_{s}")
                     shutil.copyfile(base + ".onnx", dest + ".onnx")
