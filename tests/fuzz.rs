@@ -66,7 +66,10 @@ fn time_limit(args: &[String]) -> Duration {
 /// The model with its nodes taken out, and each node's encoding, sorted.
 fn split_nodes(model: &pb::ModelProto) -> (pb::ModelProto, Vec<Vec<u8>>) {
     let mut rest = model.clone();
-    let mut nodes: Vec<Vec<u8>> = rest.graph.as_mut().map_or(Vec::new(), |g| std::mem::take(&mut g.node))
+    let mut nodes: Vec<Vec<u8>> = rest
+        .graph
+        .as_mut()
+        .map_or(Vec::new(), |g| std::mem::take(&mut g.node))
         .iter()
         .map(Message::encode_to_vec)
         .collect();

@@ -50,10 +50,50 @@ impl FuzzRng {
 /// Op types worth trying: common ones, the ones whose size inference folds
 /// constants, control flow, sequence ops, and unknown ones.
 const OPS: &[&str] = &[
-    "Relu", "Add", "Mul", "Concat", "Sum", "Gather", "GatherND", "Reshape", "Expand", "ConstantOfShape", "Range",
-    "Tile", "Pad", "Resize", "OneHot", "If", "Loop", "Scan", "Identity", "MatMul", "Conv", "MaxPool", "Shape", "Slice",
-    "Split", "Transpose", "Unsqueeze", "Squeeze", "Constant", "Cast", "Where", "TopK", "NonZero", "Einsum", "Softmax",
-    "HardSwish", "SplitToSequence", "SequenceAt", "Dropout", "ReduceMean", "Flatten", "Gemm", "Foo", "",
+    "Relu",
+    "Add",
+    "Mul",
+    "Concat",
+    "Sum",
+    "Gather",
+    "GatherND",
+    "Reshape",
+    "Expand",
+    "ConstantOfShape",
+    "Range",
+    "Tile",
+    "Pad",
+    "Resize",
+    "OneHot",
+    "If",
+    "Loop",
+    "Scan",
+    "Identity",
+    "MatMul",
+    "Conv",
+    "MaxPool",
+    "Shape",
+    "Slice",
+    "Split",
+    "Transpose",
+    "Unsqueeze",
+    "Squeeze",
+    "Constant",
+    "Cast",
+    "Where",
+    "TopK",
+    "NonZero",
+    "Einsum",
+    "Softmax",
+    "HardSwish",
+    "SplitToSequence",
+    "SequenceAt",
+    "Dropout",
+    "ReduceMean",
+    "Flatten",
+    "Gemm",
+    "Foo",
+    "",
 ];
 
 /// Integer values that break arithmetic.
@@ -106,7 +146,10 @@ fn value_info(name: &str, elem: i32, dims: &[i64]) -> pb::ValueInfoProto {
                 shape: Some(pb::TensorShapeProto {
                     dim: dims
                         .iter()
-                        .map(|&d| pb::tensor_shape_proto::Dimension { value: Some(Dim::DimValue(d)), ..Default::default() })
+                        .map(|&d| pb::tensor_shape_proto::Dimension {
+                            value: Some(Dim::DimValue(d)),
+                            ..Default::default()
+                        })
                         .collect(),
                 }),
             })),
@@ -172,7 +215,11 @@ fn int64_tensor(name: &str, dims: &[i64], values: &[i64]) -> pb::TensorProto {
     }
 }
 
-fn model(nodes: Vec<pb::NodeProto>, inputs: Vec<pb::ValueInfoProto>, outputs: Vec<pb::ValueInfoProto>) -> pb::ModelProto {
+fn model(
+    nodes: Vec<pb::NodeProto>,
+    inputs: Vec<pb::ValueInfoProto>,
+    outputs: Vec<pb::ValueInfoProto>,
+) -> pb::ModelProto {
     pb::ModelProto {
         ir_version: Some(8),
         producer_name: Some("onnx-memsched fuzz".into()),
@@ -188,7 +235,11 @@ fn model(nodes: Vec<pb::NodeProto>, inputs: Vec<pb::ValueInfoProto>, outputs: Ve
     }
 }
 
-fn body(nodes: Vec<pb::NodeProto>, inputs: Vec<pb::ValueInfoProto>, outputs: Vec<pb::ValueInfoProto>) -> pb::GraphProto {
+fn body(
+    nodes: Vec<pb::NodeProto>,
+    inputs: Vec<pb::ValueInfoProto>,
+    outputs: Vec<pb::ValueInfoProto>,
+) -> pb::GraphProto {
     pb::GraphProto { name: Some("body".into()), node: nodes, input: inputs, output: outputs, ..Default::default() }
 }
 
@@ -218,20 +269,21 @@ pub fn builtin_seeds() -> Vec<(String, pb::ModelProto)> {
         vec![x()],
         vec![y()],
     );
-    let branch = |op: &str, out: &str| body(vec![node(op, "b", &["x"], &[out])], vec![], vec![value_info(out, 1, &[1, 16])]);
+    let branch =
+        |op: &str, out: &str| body(vec![node(op, "b", &["x"], &[out])], vec![], vec![value_info(out, 1, &[1, 16])]);
     let mut if_node = node("If", "if", &["cond"], &["y"]);
     if_node.attribute.push(attr_graph("then_branch", branch("Relu", "then_out")));
     if_node.attribute.push(attr_graph("else_branch", branch("Sigmoid", "else_out")));
-    let if_model = model(
-        vec![node("Relu", "pre", &["x"], &["p"]), if_node],
-        vec![x(), value_info("cond", 9, &[])],
-        vec![y()],
-    );
+    let if_model =
+        model(vec![node("Relu", "pre", &["x"], &["p"]), if_node], vec![x(), value_info("cond", 9, &[])], vec![y()]);
     let mut loop_node = node("Loop", "loop", &["trip", "", "x"], &["y"]);
     loop_node.attribute.push(attr_graph(
         "body",
         body(
-            vec![node("Identity", "c", &["cond_in"], &["cond_out"]), node("Add", "acc", &["carry", "x"], &["carry_out"])],
+            vec![
+                node("Identity", "c", &["cond_in"], &["cond_out"]),
+                node("Add", "acc", &["carry", "x"], &["carry_out"]),
+            ],
             vec![value_info("i", 7, &[]), value_info("cond_in", 9, &[]), value_info("carry", 1, &[1, 16])],
             vec![value_info("cond_out", 9, &[]), value_info("carry_out", 1, &[1, 16])],
         ),
@@ -322,8 +374,26 @@ fn hostile_attribute(rng: &mut FuzzRng, name: &str) -> pb::AttributeProto {
 }
 
 const ATTR_NAMES: &[&str] = &[
-    "axis", "axes", "perm", "shape", "value", "to", "kernel_shape", "pads", "strides", "num_scan_inputs", "keepdims",
-    "mode", "split", "group", "dilations", "body", "then_branch", "else_branch", "equation", "k",
+    "axis",
+    "axes",
+    "perm",
+    "shape",
+    "value",
+    "to",
+    "kernel_shape",
+    "pads",
+    "strides",
+    "num_scan_inputs",
+    "keepdims",
+    "mode",
+    "split",
+    "group",
+    "dilations",
+    "body",
+    "then_branch",
+    "else_branch",
+    "equation",
+    "k",
 ];
 
 /// A subgraph that is odd in one of several ways.
@@ -335,7 +405,8 @@ fn odd_body(rng: &mut FuzzRng, outer: &[String]) -> pb::GraphProto {
         2 => body(vec![node("Relu", "b", &[&outer_name], &["o"])], vec![], vec![value_info("o", 1, &[1, 16])]),
         3 => {
             // Nested If reading an outer name.
-            let inner = body(vec![node("Identity", "i", &[&outer_name], &["io"])], vec![], vec![value_info("io", 1, &[])]);
+            let inner =
+                body(vec![node("Identity", "i", &[&outer_name], &["io"])], vec![], vec![value_info("io", 1, &[])]);
             let mut n = node("If", "nested", &[&outer_name], &["o"]);
             n.attribute.push(attr_graph("then_branch", inner.clone()));
             n.attribute.push(attr_graph("else_branch", inner));
@@ -450,10 +521,9 @@ fn mutate_type(rng: &mut FuzzRng, v: &mut pb::ValueInfoProto) {
             let p = rng.pick(HOSTILE_PARAMS).to_string();
             match shape.dim.first_mut() {
                 Some(d) => d.value = Some(Dim::DimParam(p)),
-                None => shape.dim.push(pb::tensor_shape_proto::Dimension {
-                    value: Some(Dim::DimParam(p)),
-                    ..Default::default()
-                }),
+                None => shape
+                    .dim
+                    .push(pb::tensor_shape_proto::Dimension { value: Some(Dim::DimParam(p)), ..Default::default() }),
             }
         }
         4 => {
@@ -634,10 +704,13 @@ pub fn mutate_once(rng: &mut FuzzRng, m: &mut pb::ModelProto, k: usize) -> &'sta
                 0 => m.opset_import.clear(),
                 1 => {
                     let version = *rng.pick(&[0i64, 1, 6, 11, 13, 99_999, -1]);
-                    m.opset_import = vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(version) }];
+                    m.opset_import =
+                        vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(version) }];
                 }
                 2 => m.ir_version = Some(*rng.pick(&[0i64, 1, 3, 99, -1])),
-                _ => m.opset_import.push(pb::OperatorSetIdProto { domain: Some("com.example".into()), version: Some(1) }),
+                _ => {
+                    m.opset_import.push(pb::OperatorSetIdProto { domain: Some("com.example".into()), version: Some(1) })
+                }
             }
             "model_header"
         }
