@@ -277,6 +277,7 @@ pub fn plan_with_progress(
         .map_err(|e| PlanError::Internal(e.to_string()))?;
     let mut assumptions = sizes.assumptions.clone();
     assumptions.extend(opts.memory.describe());
+    assumptions.extend(stats.notes.iter().cloned());
     if !file_sorted {
         assumptions.push("the file's nodes were not topologically sorted: the input order is their stable sort".into());
     }

@@ -272,7 +272,14 @@ fn chain_graph(rng: &mut Rng, n: usize) -> Graph {
 
 fn tight_limits() -> FusionLimits {
     // Composed summaries and stored bounds everywhere: the looser path.
-    FusionLimits { exact_summary_size: 1, context_size: 0, context_groups: 1, reader_scan: 0, max_rounds: 16 }
+    FusionLimits {
+        exact_summary_size: 1,
+        context_size: 0,
+        context_groups: 1,
+        reader_scan: 0,
+        max_rounds: 16,
+        deadline: None,
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@
 
 use super::memory::{max_inplace_saving, MemoryOptions};
 use super::{Graph, OpId, TensorKind};
+use std::time::Instant;
 
 /// A fixed-size set of op indices.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,6 +206,171 @@ pub fn lower_bound(graph: &Graph, reach: &Reachability, opts: &MemoryOptions) ->
         }
     }
     best
+}
+
+/// Tensors per block of [`lb2_per_op`]: 64 times this many words per op.
+const LB2_BLOCK_WORDS: usize = 8;
+
+/// LB2 of every op, as [`per_op`], without the `n x n` [`Reachability`]:
+/// memory `O(n)` at any graph size, and it stops at `deadline`.
+///
+/// `order` must be a topological order of all ops. The tensors are taken in
+/// blocks of 512; for one block, a pass along `order` marks which ops
+/// descend from each tensor's producer, a pass backwards which ops precede
+/// one of its consumers, and only the stretch of `order` between the
+/// block's first producer and its last consumer is visited (so a chain
+/// costs `O(n)`, and any graph at most `O(T (n + e) / 64)` word operations
+/// for `T` tensors). A tensor is counted at an op exactly when [`per_op`]
+/// counts it there.
+///
+/// When the deadline passes first, the tensors not yet processed are left
+/// out: every value is then still a lower bound on its op's step (a sum
+/// over fewer tensors that are live there), never below LB1, and
+/// [`Lb2::complete`] is false.
+pub fn lb2_per_op(graph: &Graph, order: &[OpId], opts: &MemoryOptions, deadline: Option<Instant>) -> Lb2 {
+    const W: usize = LB2_BLOCK_WORDS;
+    let n = graph.ops.len();
+    let mut pos = vec![usize::MAX; n];
+    for (i, v) in order.iter().enumerate() {
+        if let Some(p) = pos.get_mut(v.index()) {
+            *p = i;
+        }
+    }
+    let io = |v: usize| {
+        let v = OpId(v as u32);
+        op_io_bytes(graph, v).saturating_sub(max_inplace_saving(graph, opts, v))
+    };
+    if order.len() != n || pos.contains(&usize::MAX) {
+        // Not an order of all ops: LB1 per op, which needs none.
+        return Lb2 { per_op: (0..n).map(io).collect(), complete: false };
+    }
+    // (start, end, tensor): the positions in `order` where the tensor can be
+    // live across an op, `start..end`.
+    let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+    for (ti, t) in graph.tensors.iter().enumerate() {
+        if t.bytes == 0 {
+            continue;
+        }
+        let is_input = t.kind == TensorKind::GraphInput;
+        let start = match (t.producer, is_input) {
+            (Some(p), _) => pos[p.index()] + 1,
+            (None, true) => 0,
+            (None, false) => continue,
+        };
+        let stays_to_end = t.graph_output || (is_input && opts.inputs_live_whole_run);
+        let end = if stays_to_end { n } else { t.consumers.iter().map(|c| pos[c.index()]).max().unwrap_or(0) };
+        if start < end {
+            spans.push((start, end, ti));
+        }
+    }
+    spans.sort_unstable();
+    let preds: Vec<Vec<usize>> =
+        order.iter().map(|&v| graph.predecessors(v).iter().map(|p| pos[p.index()]).collect()).collect();
+    let succs: Vec<Vec<usize>> =
+        order.iter().map(|&v| graph.successors(v).iter().map(|s| pos[s.index()]).collect()).collect();
+    let mut extra = vec![0u64; n];
+    let mut complete = true;
+    let late = || deadline.is_some_and(|d| crate::cancel::passed(d));
+    // Per position of the stretch: descends from the producer, precedes a
+    // consumer, produces, consumes (one bit per tensor of the block).
+    let (mut down, mut up, mut made, mut read) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    'blocks: for block in spans.chunks(64 * W) {
+        if late() {
+            complete = false;
+            break;
+        }
+        // Positions base..lim: from the block's first producer to its last
+        // consumer (included: the backward pass starts from the readers).
+        let base = block.iter().map(|&(s, _, _)| s).min().unwrap_or(0).saturating_sub(1);
+        let lim = (block.iter().map(|&(_, e, _)| e).max().unwrap_or(0) + 1).min(n);
+        let len = lim - base;
+        for buf in [&mut down, &mut up, &mut made, &mut read] {
+            buf.clear();
+            buf.resize(len, [0u64; W]);
+        }
+        // Graph inputs exist before every op; never-freed tensors stay after every op.
+        let mut from_start = [0u64; W];
+        let mut to_end = [0u64; W];
+        for (b, &(_, _, ti)) in block.iter().enumerate() {
+            let (word, bit) = (b / 64, 1u64 << (b % 64));
+            let t = &graph.tensors[ti];
+            match t.producer {
+                Some(p) => made[pos[p.index()] - base][word] |= bit,
+                None => from_start[word] |= bit,
+            }
+            if t.graph_output || (t.kind == TensorKind::GraphInput && opts.inputs_live_whole_run) {
+                to_end[word] |= bit;
+            }
+            for c in &t.consumers {
+                let at = pos[c.index()];
+                if (base..lim).contains(&at) {
+                    read[at - base][word] |= bit;
+                }
+            }
+        }
+        for i in base..lim {
+            if (i - base) % 8192 == 8191 && late() {
+                complete = false;
+                break 'blocks;
+            }
+            let mut acc = [0u64; W];
+            for &p in &preds[i] {
+                if p >= base {
+                    for w in 0..W {
+                        acc[w] |= down[p - base][w] | made[p - base][w];
+                    }
+                }
+            }
+            down[i - base] = acc;
+        }
+        for i in (base..lim).rev() {
+            let mut acc = [0u64; W];
+            for &s in &succs[i] {
+                if s < lim {
+                    for w in 0..W {
+                        acc[w] |= up[s - base][w] | read[s - base][w];
+                    }
+                }
+            }
+            up[i - base] = acc;
+        }
+        for i in base..lim {
+            let v = order[i].index();
+            for w in 0..W {
+                let mut across = (down[i - base][w] | from_start[w]) & (up[i - base][w] | to_end[w]);
+                // The op's own inputs are counted by op_io_bytes.
+                across &= !read[i - base][w];
+                while across != 0 {
+                    let b = w * 64 + across.trailing_zeros() as usize;
+                    across &= across - 1;
+                    extra[v] = extra[v].saturating_add(graph.tensors[block[b].2].bytes);
+                }
+            }
+        }
+    }
+    Lb2 { per_op: (0..n).map(|v| io(v).saturating_add(extra[v])).collect(), complete }
+}
+
+/// [`lb2_per_op`]'s result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lb2 {
+    /// A lower bound on each op's step, indexed by op.
+    pub per_op: Vec<u64>,
+    /// Whether every tensor was counted (the bound is exactly [`per_op`]'s).
+    pub complete: bool,
+}
+
+/// The largest of [`lb2_per_op`]'s values, the start and the end: LB2 when
+/// [`Lb2::complete`], a weaker valid bound otherwise.
+pub fn lb2(graph: &Graph, order: &[OpId], opts: &MemoryOptions, deadline: Option<Instant>) -> (LowerBound, bool) {
+    let r = lb2_per_op(graph, order, opts, deadline);
+    let mut best = LowerBound { bytes: base_bound(graph), at: None };
+    for (i, &b) in r.per_op.iter().enumerate() {
+        if b > best.bytes {
+            best = LowerBound { bytes: b, at: Some(OpId(i as u32)) };
+        }
+    }
+    (best, r.complete)
 }
 
 fn full_set(n: usize) -> BitSet {

@@ -470,6 +470,10 @@ pub fn region_bound(
         }
         let mut window: Vec<(u64, OpId)> = Vec::new();
         for &v in &order[lo..=hi] {
+            // Up to 101 minimum cuts per region: check the deadline between them.
+            if lb3[v.index()].is_none() && deadline.is_some_and(|d| crate::cancel::passed(d)) {
+                return best;
+            }
             let b = *lb3[v.index()].get_or_insert_with(|| op_bound(graph, reach, opts, v, &mut scratch));
             window.push((b, v));
         }

@@ -48,7 +48,6 @@
 
 use super::heuristics::Prepared;
 use super::{Groups, Order};
-use crate::graph::bounds::Reachability;
 use crate::graph::memory::{evaluate, MemoryOptions};
 use crate::graph::{topo, Graph, OpId};
 use std::cmp::Reverse;
@@ -305,14 +304,30 @@ impl<'p, 'g> GroupModel<'p, 'g> {
     /// Greedy completion from a state: repeatedly run a free move if there
     /// is one, else the ready group with the lowest step peak (then the most
     /// bytes freed). Returns the groups run and the running peak; gives up
-    /// (None) as soon as the peak would exceed `cap`.
-    pub fn complete_greedily(&self, set: &[u64], live: u64, g: u64, cap: u64) -> Option<(Vec<u32>, u64)> {
+    /// (None) as soon as the peak would exceed `cap`, or at `deadline` (each
+    /// step scans every ready group: quadratic on wide graphs).
+    pub fn complete_greedily(
+        &self,
+        set: &[u64],
+        live: u64,
+        g: u64,
+        cap: u64,
+        deadline: Option<Instant>,
+    ) -> Option<(Vec<u32>, u64)> {
         let mut set = set.to_vec();
         let mut live = live;
         let mut g = g;
         let mut ready: Vec<u32> = (0..self.len()).filter(|&c| self.is_ready(&set, c)).map(|c| c as u32).collect();
         let mut seq = Vec::new();
+        let mut work = 0usize;
         while !ready.is_empty() {
+            work += ready.len();
+            if work > 1 << 16 {
+                work = 0;
+                if deadline.is_some_and(|d| crate::cancel::passed(d)) {
+                    return None;
+                }
+            }
             let mut best: Option<(usize, (u64, u64))> = None;
             let mut best_key = (true, u64::MAX, u64::MAX);
             for (i, &c) in ready.iter().enumerate() {
@@ -454,8 +469,8 @@ pub fn solve(
     }
     // Static bound of each group: the largest LB2 of its ops; groups sorted
     // by it, largest first, for h(S) = max over groups not yet run.
-    let reach = Reachability::new(graph, &topo_order);
-    let op_lb = crate::graph::bounds::per_op(graph, &reach, opts);
+    // (LB2 in O(n) memory: the n x n reachability would not fit big graphs.)
+    let op_lb = crate::graph::bounds::lb2_per_op(graph, &topo_order, opts, limits.deadline).per_op;
     let group_lb: Vec<u64> =
         model.groups.iter().map(|g| g.iter().map(|&v| op_lb[v as usize]).max().unwrap_or(0)).collect();
     let mut by_lb: Vec<usize> = (0..ng).collect();
@@ -518,7 +533,7 @@ pub fn solve(
             if completions_at_g < 4 {
                 completions_at_g += 1;
                 stats.completions += 1;
-                if let Some((seq, peak)) = model.complete_greedily(&set, live, g, g) {
+                if let Some((seq, peak)) = model.complete_greedily(&set, live, g, g, limits.deadline) {
                     let mut full = arena.path(i);
                     full.extend(seq);
                     stats.states = arena.g.len();
@@ -549,7 +564,12 @@ pub fn solve(
             }
             k
         };
-        for &(c, peak, after) in &children {
+        for (k, &(c, peak, after)) in children.iter().enumerate() {
+            // Wide graphs have many children, each costing O(groups).
+            if k % 1024 == 1023 && limits.deadline.is_some_and(|d| crate::cancel::passed(d)) {
+                stats.states = arena.g.len();
+                return done(DpOutcome::Timeout, stats);
+            }
             let g2 = g.max(peak);
             if g2 >= budget {
                 continue;
@@ -624,6 +644,10 @@ pub fn beam(
     let width = width.max(1);
     let mut expansions = 0usize;
     for _ in 0..ng {
+        // A level of a wide graph sorts width x ready children: check here too.
+        if deadline.is_some_and(|d| crate::cancel::passed(d)) {
+            return None;
+        }
         // (g, live, parent index in level, group) of every child, deduplicated by set.
         let mut cands: Vec<(u64, u64, usize, u32, u64)> = Vec::new();
         for (pi, node) in level.iter().enumerate() {

@@ -38,14 +38,17 @@
 //! `optimal: false` and [`SolveStats::gap_stop`].
 
 use super::{band, chains, decompose, dp, fusion, heuristics, ilp, window, Order, Scheduler};
-use crate::graph::bounds::{lb1, lower_bound, Reachability};
+use crate::graph::bounds::{lb1, lb2, Reachability};
 use crate::graph::cut::{cut_bound, region_bound};
 use crate::graph::memory::{evaluate, MemoryOptions};
 use crate::graph::{topo, Graph, OpId};
 use std::time::{Duration, Instant};
 
-/// Above this many ops the quadratic-memory LB2 is replaced by LB1.
+/// Above this many ops LB2 gets a time cap when no deadline is given, and
+/// the cut bounds (whose reachability is quadratic) are skipped.
 const LB2_MAX_OPS: usize = 20_000;
+/// LB2's time cap above `LB2_MAX_OPS` ops without a deadline.
+const LB2_BIG_GRAPH_TIME: Duration = Duration::from_secs(1);
 /// The exact DP is tried on parts of at most this many groups.
 const DP_MAX_GROUPS: usize = 20_000;
 /// The ILP is tried on parts of at most this many groups.
@@ -166,6 +169,9 @@ pub struct SolveStats {
     /// Whether `auto` stopped because the gap to the lower bound fell to
     /// [`SolveOptions::gap`] or below.
     pub gap_stop: bool,
+    /// What a size guard or the deadline left out of the search or the
+    /// bound (one sentence each), for the report's assumptions.
+    pub notes: Vec<String>,
 }
 
 impl SolveStats {
@@ -219,7 +225,8 @@ pub fn solve(graph: &Graph, opts: &SolveOptions) -> Result<Solution, SolveError>
     if !matches!(opts.method, Scheduler::Auto | Scheduler::Dp | Scheduler::Ilp) {
         let order = heuristics::run(graph, opts.method, mem).unwrap_or(input_order);
         let peak = evaluate(graph, &order, mem).peak;
-        let lb = global_lower_bound(graph, &order, mem);
+        let (lb, note) = lower_bound_noted(graph, &order, mem, Some(deadline));
+        stats.notes.extend(note);
         stats.heuristic_peaks.push((opts.method.name().to_string(), peak));
         stats.seconds = started.elapsed().as_secs_f64();
         return Ok(Solution {
@@ -232,7 +239,7 @@ pub fn solve(graph: &Graph, opts: &SolveOptions) -> Result<Solution, SolveError>
         });
     }
 
-    let candidates = heuristics::portfolio(graph, mem);
+    let candidates = heuristics::portfolio_until(graph, mem, Some(deadline));
     stats.heuristic_peaks = candidates.iter().map(|c| (c.scheduler.name().to_string(), c.peak)).collect();
     let (mut best_order, mut best_peak, mut method) = match candidates.into_iter().next() {
         Some(c) => (c.order, c.peak, format!("heuristic:{}", c.scheduler.name())),
@@ -241,7 +248,10 @@ pub fn solve(graph: &Graph, opts: &SolveOptions) -> Result<Solution, SolveError>
             (input_order.clone(), peak, "heuristic:input".to_string())
         }
     };
-    let mut lb = global_lower_bound(graph, &input_order, mem);
+    // LB2 gets a quarter of the time at most (it is fast but for huge graphs).
+    let lb_deadline = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 4;
+    let (mut lb, note) = lower_bound_noted(graph, &input_order, mem, Some(lb_deadline));
+    stats.notes.extend(note);
     say(&format!(
         "heuristics: best {} with peak {} B; lower bound {} B",
         method.trim_start_matches("heuristic:"),
@@ -289,7 +299,7 @@ pub fn solve(graph: &Graph, opts: &SolveOptions) -> Result<Solution, SolveError>
             Ok(finish(best_order, best_peak, lb, proved, method, stats))
         }
         Scheduler::Ilp => {
-            let groups = fusion::fuse(graph, mem);
+            let groups = fusion::fuse_until(graph, mem, deadline);
             stats.nodes_after_fusion = groups.len();
             say(&format!("fusion: {} ops -> {} groups", graph.ops.len(), groups.len()));
             let proved = match ilp::solve_within(graph, &groups, mem, &best_order, deadline) {
@@ -314,6 +324,8 @@ pub fn solve(graph: &Graph, opts: &SolveOptions) -> Result<Solution, SolveError>
                 }
                 ilp::IlpOutcome::NoSolution { reason } => {
                     say(&format!("ilp: no solution ({reason})"));
+                    // The order is then the best heuristic's: say why.
+                    stats.notes.push(format!("the ILP gave no order ({reason}); the order is the best heuristic's"));
                     false
                 }
             };
@@ -326,15 +338,36 @@ pub fn solve(graph: &Graph, opts: &SolveOptions) -> Result<Solution, SolveError>
     }
 }
 
-/// LB2 where its quadratic memory is affordable (up to 20,000 ops), LB1
-/// beyond; `order` is any topological order.
+/// LB2 of the whole graph ([`lb2`], `O(n)` memory at any size); `order` is
+/// any topological order. Up to 20,000 ops it is always complete; above,
+/// it gets at most one second (then it is a weaker bound, at least LB1).
 pub fn global_lower_bound(graph: &Graph, order: &[OpId], mem: &MemoryOptions) -> u64 {
-    if graph.ops.len() <= LB2_MAX_OPS {
-        let reach = Reachability::new(graph, order);
-        lower_bound(graph, &reach, mem).bytes
-    } else {
-        lb1(graph, mem).bytes
-    }
+    let cap = (graph.ops.len() > LB2_MAX_OPS).then(|| Instant::now() + LB2_BIG_GRAPH_TIME);
+    global_lower_bound_until(graph, order, mem, cap)
+}
+
+/// [`global_lower_bound`] stopped at `deadline` (then a weaker bound, at
+/// least LB1, that still holds for every order).
+pub fn global_lower_bound_until(graph: &Graph, order: &[OpId], mem: &MemoryOptions, deadline: Option<Instant>) -> u64 {
+    lower_bound_noted(graph, order, mem, deadline).0
+}
+
+/// [`global_lower_bound_until`] and, when the deadline cut LB2 short, a
+/// note saying so.
+fn lower_bound_noted(
+    graph: &Graph,
+    order: &[OpId],
+    mem: &MemoryOptions,
+    deadline: Option<Instant>,
+) -> (u64, Option<String>) {
+    let (bound, complete) = lb2(graph, order, mem, deadline);
+    let note = (!complete).then(|| {
+        format!(
+            "the time limit cut the lower bound LB2 short on {} ops: the bound counts only part of the tensors live across each op (still a valid bound, possibly a larger gap)",
+            graph.ops.len()
+        )
+    });
+    (bound.bytes.max(lb1(graph, mem).bytes), note)
 }
 
 fn dp_state_cap(groups: usize) -> usize {
@@ -402,8 +435,10 @@ where
         let mut peak = evaluate(pg, &order, &popts).peak;
         let mut method = method.clone();
         let trivial = pg.ops.len() <= 1;
-        if !trivial {
-            if let Some(c) = heuristics::portfolio(pg, &popts).into_iter().next() {
+        // Past the deadline the parts keep the incumbent's order and LB1.
+        let late = Instant::now() >= deadline;
+        if !trivial && !late {
+            if let Some(c) = heuristics::portfolio_until(pg, &popts, Some(deadline)).into_iter().next() {
                 if c.peak < peak {
                     order = c.order;
                     peak = c.peak;
@@ -411,7 +446,13 @@ where
                 }
             }
         }
-        let lb = if trivial { peak } else { global_lower_bound(pg, &order, &popts) };
+        let lb = if trivial {
+            peak
+        } else if late {
+            lb1(pg, &popts).bytes.min(peak)
+        } else {
+            global_lower_bound_until(pg, &order, &popts, Some(deadline))
+        };
         let proved = trivial || peak <= lb;
         work.push(PartWork {
             order,
@@ -548,7 +589,7 @@ fn improve_part(
                 return;
             }
         }
-        let groups = fusion::fuse(pg, popts);
+        let groups = fusion::fuse_until(pg, popts, deadline);
         say(&format!("part {index}: {} ops -> {} groups after fusion", pg.ops.len(), groups.len()));
         // Band searches of growing width: linear in the part's size, they
         // give the DP a tight budget and improve parts far too big for it.

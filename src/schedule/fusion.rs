@@ -170,6 +170,11 @@ pub fn fuse(graph: &Graph, opts: &MemoryOptions) -> Groups {
     fuse_with(graph, opts, &FusionLimits::default()).groups
 }
 
+/// [`fuse`], merging until `deadline` at most (fewer merges are as safe).
+pub fn fuse_until(graph: &Graph, opts: &MemoryOptions, deadline: std::time::Instant) -> Groups {
+    fuse_with(graph, opts, &FusionLimits { deadline: Some(deadline), ..FusionLimits::default() }).groups
+}
+
 /// Expands an order of groups (indices into `groups`) into an op order.
 /// Indices out of range are skipped.
 pub fn expand(groups: &Groups, group_order: &[usize]) -> Order {
@@ -227,6 +232,8 @@ pub struct FusionLimits {
     pub reader_scan: usize,
     /// Most rounds over all edges.
     pub max_rounds: usize,
+    /// Stop merging at this instant (the groups so far are as safe as any).
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Default for FusionLimits {
@@ -237,6 +244,7 @@ impl Default for FusionLimits {
             context_groups: 32,
             reader_scan: 64,
             max_rounds: 16,
+            deadline: None,
         }
     }
 }
@@ -398,7 +406,12 @@ impl<'g> Fuser<'g> {
                 }
             }
             let mut merged = false;
+            let mut tried = 0usize;
             while let Some((a, b)) = work.pop_front() {
+                tried += 1;
+                if tried % 1024 == 0 && self.limits.deadline.is_some_and(|d| crate::cancel::passed(d)) {
+                    return rounds;
+                }
                 if !self.alive[a] || !self.alive[b] || !self.succs[a].contains(&b) {
                     continue;
                 }

@@ -398,9 +398,20 @@ pub struct Candidate {
 /// (lowest peak; earlier in the portfolio on ties). Empty if the graph has
 /// a cycle.
 pub fn portfolio(graph: &Graph, opts: &MemoryOptions) -> Vec<Candidate> {
+    portfolio_until(graph, opts, None)
+}
+
+/// [`portfolio`], starting no heuristic after `deadline` except the first
+/// (`input`), so that a valid order always comes back. Each heuristic
+/// takes `O((n + e) log n)`, so the overrun is one heuristic at most.
+pub fn portfolio_until(graph: &Graph, opts: &MemoryOptions, deadline: Option<std::time::Instant>) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = PORTFOLIO
         .iter()
-        .filter_map(|&s| {
+        .enumerate()
+        .filter_map(|(i, &s)| {
+            if i > 0 && deadline.is_some_and(|d| crate::cancel::passed(d)) {
+                return None;
+            }
             let order = run(graph, s, opts)?;
             let peak = evaluate(graph, &order, opts).peak;
             Some(Candidate { scheduler: s, order, peak })

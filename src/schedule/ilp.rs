@@ -69,7 +69,7 @@
 //! The solver is microlp (pure Rust), or HiGHS with the `highs` feature.
 
 use super::{Groups, Order};
-use crate::graph::bounds::{lower_bound, BitSet, Reachability};
+use crate::graph::bounds::{lb2, BitSet};
 use crate::graph::memory::{evaluate, MemoryOptions};
 use crate::graph::topo::check_order;
 use crate::graph::{Graph, OpId, TensorKind};
@@ -120,6 +120,9 @@ pub struct IlpSize {
     pub nonzeros: usize,
 }
 
+/// Above this many groups the ILP is not built (its ancestor sets take
+/// `groups^2` bits and no solver here proves such sizes).
+const MAX_GROUPS: usize = 10_000;
 /// Above this many non-zero coefficients the ILP is not built.
 const MAX_NONZEROS: usize = 4_000_000;
 /// Coefficients are scaled so that the total of all tensor bytes is at most this.
@@ -150,7 +153,7 @@ pub fn solve(
         let peak = evaluate(graph, &[], opts).peak;
         return IlpOutcome::Optimal { order: Vec::new(), peak };
     }
-    let model = match Model::build(graph, groups, opts) {
+    let model = match Model::build(graph, groups, opts, Some(deadline)) {
         Ok(m) => m,
         Err(e) => return no(e),
     };
@@ -271,7 +274,7 @@ pub fn solve_within(
 
 /// The size of the ILP [`solve`] would build, or why it cannot be built.
 pub fn formulation_size(graph: &Graph, groups: &Groups, opts: &MemoryOptions) -> Result<IlpSize, String> {
-    let m = Model::build(graph, groups, opts)?;
+    let m = Model::build(graph, groups, opts, None)?;
     let binaries = m.defs.iter().filter(|d| matches!(d, Def::Position)).count();
     let def_rows: usize = m
         .defs
@@ -306,7 +309,7 @@ pub fn formulation_size(graph: &Graph, groups: &Groups, opts: &MemoryOptions) ->
 #[doc(hidden)]
 pub fn check_formulation(graph: &Graph, groups: &Groups, opts: &MemoryOptions, order: &[OpId]) -> Result<u64, String> {
     check_order(graph, order)?;
-    let m = Model::build(graph, groups, opts)?;
+    let m = Model::build(graph, groups, opts, None)?;
     let pos = m.group_positions(order).ok_or("the order does not run each group back to back")?;
     let values = m.assign(&pos);
     m.self_check(graph, opts, &pos, &values)?;
@@ -395,11 +398,19 @@ struct TensorUse {
 }
 
 impl Model {
-    fn build(graph: &Graph, groups: &Groups, opts: &MemoryOptions) -> Result<Model, String> {
+    /// Builds the formulation; `deadline` bounds the LB2 computed for it.
+    fn build(graph: &Graph, groups: &Groups, opts: &MemoryOptions, deadline: Option<Instant>) -> Result<Model, String> {
         let n = graph.ops.len();
         // Groups: a partition of the ops (empty groups are ignored).
         let group_ops: Vec<Vec<OpId>> = groups.iter().filter(|g| !g.is_empty()).cloned().collect();
         let g_count = group_ops.len();
+        // Before anything quadratic in the groups (ancestor sets, position
+        // windows): the ILP is for small fused parts.
+        if g_count > MAX_GROUPS {
+            return Err(format!(
+                "{g_count} groups after fusion: the ILP is built for at most {MAX_GROUPS} (it is meant for small fused parts)"
+            ));
+        }
         let mut op_group = vec![(usize::MAX, 0); n];
         for (g, ops) in group_ops.iter().enumerate() {
             for (i, &v) in ops.iter().enumerate() {
@@ -479,12 +490,18 @@ impl Model {
         }
         let lo: Vec<usize> = anc.iter().map(BitSet::len).collect();
         let hi: Vec<usize> = desc.iter().map(|d| g_count - 1 - d.len()).collect();
+        // Each position variable is a coefficient of the assignment rows.
+        let positions: usize = lo.iter().zip(&hi).map(|(&l, &h)| h + 1 - l.min(h + 1)).sum();
+        if positions > MAX_NONZEROS {
+            return Err(format!(
+                "the ILP for {g_count} groups has more than {MAX_NONZEROS} coefficients; it is meant for small fused parts"
+            ));
+        }
 
         // LB2 on the op graph, along the expanded group order.
         let op_order: Vec<OpId> = topo.iter().flat_map(|&g| group_ops[g].iter().copied()).collect();
         check_order(graph, &op_order).map_err(|e| format!("the groups do not give a topological order: {e}"))?;
-        let reach = Reachability::new(graph, &op_order);
-        let lb = lower_bound(graph, &reach, opts).bytes.max(graph.input_bytes());
+        let lb = lb2(graph, &op_order, opts, deadline).0.bytes.max(graph.input_bytes());
 
         let total_bytes: u64 = graph
             .tensors

@@ -121,7 +121,7 @@
 //! best reachable one).
 
 use super::Order;
-use crate::graph::bounds::{lower_bound, BitSet, Reachability};
+use crate::graph::bounds::{lb2, BitSet};
 use crate::graph::memory::{evaluate, MemoryOptions};
 use crate::graph::{topo, Graph, OpId, TensorKind};
 use std::collections::HashMap;
@@ -133,6 +133,9 @@ const ROOT: u32 = u32::MAX;
 /// Graphs with more ops than this skip the searches that need the
 /// ancestor relation as bit sets (n² bits).
 const REACH_LIMIT: usize = 20_000;
+
+/// Candidates above which a rollout choice is left to the base order.
+const ROLLOUT_MAX_CANDIDATES: usize = 256;
 
 /// Ops (not counting folded ones) up to which the exact search runs.
 const EXACT_LIMIT: usize = 128;
@@ -763,6 +766,13 @@ trait Policy {
     /// `cands` are the unvisited producers of `q` (the unvisited sinks for
     /// the root), never empty. Must leave `sim` as it found it.
     fn choose(&mut self, dag: &Dag, sim: &mut Sim, q: u32, cands: &[u32]) -> u32;
+
+    /// The priority whose highest unvisited candidate this policy picks for
+    /// an op of more than [`ROLLOUT_MAX_CANDIDATES`] producers (so that
+    /// [`run`] need not list them at every visit), if it has one.
+    fn wide_prio(&self) -> Option<&[u64]> {
+        None
+    }
 }
 
 /// Highest priority first: onnxruntime's rule when `prio` is the file index.
@@ -772,6 +782,10 @@ struct Prio(Vec<u64>);
 impl Policy for Prio {
     fn choose(&mut self, _: &Dag, _: &mut Sim, _: u32, cands: &[u32]) -> u32 {
         cands.iter().copied().max_by_key(|&c| self.0[c as usize]).unwrap_or(ROOT)
+    }
+
+    fn wide_prio(&self) -> Option<&[u64]> {
+        Some(&self.0)
     }
 }
 
@@ -788,8 +802,43 @@ fn run<P: Policy>(
     buf: &mut Vec<u32>,
 ) -> u64 {
     let mut peak = 0;
+    // Listing the unvisited producers of an op at each of its visits is
+    // quadratic in its in-degree: an op with very many producers instead
+    // gets them sorted by the policy's priority once, with a cursor (the
+    // producers done only grow while this call runs: a policy undoes what
+    // it simulates).
+    let mut wide: Vec<(usize, u32, Vec<u32>, usize)> = Vec::new();
     while frames.len() > stop {
         let Some(&q) = frames.last() else { break };
+        let depth = frames.len();
+        if dag.cands(q).len() > ROLLOUT_MAX_CANDIDATES {
+            if let Some(prio) = policy.wide_prio() {
+                wide.retain(|&(d, w, _, _)| d < depth || (d == depth && w == q));
+                if wide.last().map_or(true, |&(d, w, _, _)| d != depth || w != q) {
+                    let mut sorted = dag.cands(q).to_vec();
+                    sorted.sort_by_key(|&c| std::cmp::Reverse(prio[c as usize]));
+                    wide.push((depth, q, sorted, 0));
+                }
+                let Some((_, _, sorted, cursor)) = wide.last_mut() else { break };
+                while *cursor < sorted.len() && sim.done[sorted[*cursor] as usize] {
+                    *cursor += 1;
+                }
+                match sorted.get(*cursor) {
+                    Some(&c) => frames.push(c),
+                    None => {
+                        wide.pop();
+                        frames.pop();
+                        if q != ROOT {
+                            peak = peak.max(sim.apply(q));
+                            if let Some(out) = out.as_deref_mut() {
+                                out.push(q);
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+        }
         buf.clear();
         buf.extend(dag.cands(q).iter().copied().filter(|&c| !sim.done[c as usize]));
         if buf.is_empty() {
@@ -868,14 +917,28 @@ struct Rollout<'a> {
 }
 
 impl Policy for Rollout<'_> {
+    fn wide_prio(&self) -> Option<&[u64]> {
+        Some(&self.base.0)
+    }
+
     fn choose(&mut self, dag: &Dag, sim: &mut Sim, q: u32, cands: &[u32]) -> u32 {
         let base_choice = self.base.choose(dag, sim, q, cands);
+        // The base's choice is reachable (it is onnxruntime's for the base
+        // file). Finding the maximal candidates is quadratic in their number
+        // and each rollout runs the rest of the graph: past the deadline, or
+        // with very many candidates, the base decides.
+        if cands.len() > ROLLOUT_MAX_CANDIDATES || crate::cancel::passed(self.deadline) {
+            return base_choice;
+        }
         let maximal = dag.choosable(cands, |a, b| self.anc.is_ancestor(a, b));
         if maximal.len() <= 1 || crate::cancel::passed(self.deadline) {
             return maximal.first().copied().unwrap_or(base_choice);
         }
         let mut best: Option<((u64, i128, bool), u32)> = None;
         for &c in &maximal {
+            if best.is_some() && crate::cancel::passed(self.deadline) {
+                break;
+            }
             let mark = sim.mark();
             let live0 = sim.live;
             self.frames.clear();
@@ -1165,8 +1228,9 @@ pub fn search(graph: &Graph, opts: &MemoryOptions, deadline: Instant) -> Reachab
     push(stable.clone(), "stable sort", &mut candidates);
 
     let best_peak = |c: &[(u64, Order, &'static str)]| c.iter().map(|(p, _, _)| *p).min().unwrap_or(u64::MAX);
-    let reach = Reachability::new(graph, &topo_order);
-    let lb = lower_bound(graph, &reach, opts).bytes;
+    // LB2 in O(n) memory (no n x n reachability), with a quarter of the time.
+    let lb_deadline = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 4;
+    let lb = lb2(graph, &topo_order, opts, Some(lb_deadline)).0.bytes;
 
     let mut exhausted = false;
     if best_peak(&candidates) > lb && n <= REACH_LIMIT {

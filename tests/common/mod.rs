@@ -2,6 +2,7 @@
 //! brute-force optimum that shares no code with the schedulers.
 #![allow(dead_code)]
 
+pub mod fuzz_gen;
 pub mod onnx_models;
 
 use onnx_memsched::graph::memory::{evaluate, MemoryOptions};
