@@ -436,7 +436,7 @@ where
         let mut method = method.clone();
         let trivial = pg.ops.len() <= 1;
         // Past the deadline the parts keep the incumbent's order and LB1.
-        let late = Instant::now() >= deadline;
+        let late = crate::cancel::passed(deadline);
         if !trivial && !late {
             if let Some(c) = heuristics::portfolio_until(pg, &popts, Some(deadline)).into_iter().next() {
                 if c.peak < peak {
