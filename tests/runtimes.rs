@@ -151,9 +151,9 @@ fn default_target_never_raises_onnxruntime_default_peak() {
         assert_eq!(figure, b.peaks.file_order, "case {case}");
         let figure = b.peaks.file_like();
         if ran != b.file {
-            // Only the input order itself may be written in a form that
-            // PRIORITY_BASED reorders: when nothing else kept the promise.
-            assert_eq!(b.file, identity, "case {case}: written file not in PRIORITY_BASED form");
+            // Keeping the default order's promise came first: the file is
+            // one that steers it, and PRIORITY_BASED's figure (checked
+            // above) is that of the order it runs instead.
             not_as_written += 1;
         }
         // Against brute force: the unconstrained optimum, and the best file
@@ -177,7 +177,7 @@ fn default_target_never_raises_onnxruntime_default_peak() {
         // The gap to the optimum is exactly what the result declares:
         // what moving Shape/Size nodes cost plus what the constraint cost.
         assert_eq!(b.search_peak, optimum, "case {case}: the unconstrained search is exact on tiny graphs");
-        let declared = (b.unconstrained - b.search_peak) + b.given_up();
+        let declared = b.given_up();
         assert_eq!(figure - optimum, declared, "case {case}");
         assert_eq!(b.notes.is_empty(), declared == 0, "case {case}: notes {:?}", b.notes);
         assert_eq!(b.optimal, figure == optimum, "case {case}");
@@ -193,7 +193,7 @@ fn default_target_never_raises_onnxruntime_default_peak() {
     }
     eprintln!(
         "kept the optimum on {kept_optimum}, gave some up on {gave_up}; a plain optimum would have raised \
-         onnxruntime's default peak on {raised_before}; best feasible found on {best_found}; input kept as is on \
+         onnxruntime's default peak on {raised_before}; best feasible found on {best_found}; PRIORITY_BASED reorders the written file on \
          {not_as_written}"
     );
     assert!(raised_before > 0, "no case exercised the constraint");

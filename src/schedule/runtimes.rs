@@ -188,10 +188,13 @@ pub struct Balanced {
 }
 
 impl Balanced {
-    /// Bytes of file-order peak given up to keep onnxruntime's default order
-    /// from rising above the input's (0 when the unconstrained optimum was kept).
+    /// Bytes of file-order peak ([`RuntimePeaks::file_like`]) above the
+    /// best order the unconstrained search found (`search_peak`): what
+    /// writing Shape/Size nodes where PRIORITY_BASED runs them and keeping
+    /// onnxruntime's default order at or below the input's cost together.
+    /// 0 when nothing was given up; [`Balanced::notes`] then is empty.
     pub fn given_up(&self) -> u64 {
-        self.peaks.file_like().saturating_sub(self.unconstrained)
+        self.peaks.file_like().saturating_sub(self.search_peak)
     }
 }
 
@@ -300,30 +303,40 @@ pub fn balance(graph: &Graph, opts: &SolveOptions) -> Result<Balanced, SolveErro
         .min_by_key(|(i, c)| (c.peaks.ort_default > cap, c.peaks.file_like(), c.peaks.ort_default, *i))
         .map(|(_, c)| c)
         .ok_or_else(cycle)?;
+    let figure = chosen.peaks.file_like();
     let mut notes = Vec::new();
-    if unconstrained > solution.peak {
-        notes.push(format!(
-            "onnxruntime PRIORITY_BASED runs Shape/Size nodes as soon as they are ready and expanded function ops \
-             only when nothing else is: with them where it runs them, the best order found peaks at {unconstrained} B \
-             instead of {} B",
-            solution.peak
-        ));
-    }
     if chosen.peaks.ort_default > cap {
         notes.push(format!(
             "no file found keeps onnxruntime's default order at or below the input's {cap} B (it peaks at {} B): \
              the input file is not topologically sorted",
             chosen.peaks.ort_default
         ));
-    } else if chosen.peaks.file_like() > unconstrained {
+    }
+    if figure > solution.peak {
+        let mut why = Vec::new();
+        let shape_cost = unconstrained.min(figure).saturating_sub(solution.peak);
+        if shape_cost > 0 {
+            why.push(format!(
+                "{shape_cost} B because onnxruntime PRIORITY_BASED runs Shape/Size nodes as soon as they are ready \
+                 and expanded function ops only when nothing else is (the best order found, written where it runs \
+                 them, peaks at {unconstrained} B)"
+            ));
+        }
+        if figure > unconstrained {
+            why.push(format!(
+                "{} B because every file found with a lower file-order peak makes onnxruntime's default order peak \
+                 above the input's {cap} B",
+                figure - unconstrained
+            ));
+        }
         notes.push(format!(
-            "the file-order peak is {} B, {} B above the best order found ({unconstrained} B), because every file \
-             with that order found makes onnxruntime's default order peak above the input's {cap} B",
-            chosen.peaks.file_like(),
-            chosen.peaks.file_like() - unconstrained
+            "the file-order peak is {figure} B, {} B above the best order found without regard for onnxruntime \
+             ({} B): {}",
+            figure - solution.peak,
+            solution.peak,
+            why.join("; ")
         ));
     }
-    let figure = chosen.peaks.file_like();
     let optimal = figure <= solution.lower_bound || (figure == solution.peak && solution.optimal);
     Ok(Balanced {
         file: chosen.file,
