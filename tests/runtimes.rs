@@ -198,3 +198,33 @@ fn default_target_never_raises_onnxruntime_default_peak() {
     );
     assert!(raised_before > 0, "no case exercised the constraint");
 }
+
+/// End to end: the default target's report carries every runtime's figure,
+/// here computed by hand for `fork_join` in its bad file order: x is 256 B,
+/// each Concat output 1 KiB, each ReduceMean output 4 B. File order keeps
+/// both 1 KiB tensors live (2,304 B); onnxruntime's default order runs the
+/// branch of the highest-index producer of `join` first and so runs each
+/// branch to its end (1,284 B), as does the best order.
+#[test]
+fn report_shows_every_runtime_before_and_after() {
+    use common::onnx_models::{bytes, fork_join};
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output, report) = (dir.path().join("in.onnx"), dir.path().join("out.onnx"), dir.path().join("r.json"));
+    std::fs::write(&input, bytes(&fork_join(true))).unwrap();
+    assert_cmd::Command::cargo_bin("onnx-memsched")
+        .unwrap()
+        .args(["-q", "--report"])
+        .arg(&report)
+        .arg(&input)
+        .arg(&output)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(v["target"], "all-runtimes");
+    let r = &v["runtimes"];
+    assert_eq!((r["file-order"]["before"].as_u64(), r["file-order"]["after"].as_u64()), (Some(2304), Some(1284)));
+    assert_eq!((r["ort-priority-based"]["before"].as_u64(), r["ort-priority-based"]["after"].as_u64()), (Some(2304), Some(1284)));
+    assert_eq!((r["ort-default"]["before"].as_u64(), r["ort-default"]["after"].as_u64()), (Some(1284), Some(1284)));
+    assert_eq!(v["peak_bytes_after"], r["file-order"]["after"], "peak_bytes_* are the target's figure");
+    assert_eq!(v["notes"].as_array().map(Vec::len), Some(0));
+}
