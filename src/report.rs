@@ -98,7 +98,13 @@ pub fn summary(model_name: &str, plan: &Plan) -> String {
 fn runtime_lines(plan: &Plan) -> String {
     let (b, a) = (&plan.runtimes.before, &plan.runtimes.after);
     let line = |label: &str, before: u64, after: u64| {
-        format!("    {label:<48} {:>11} -> {:>11} ({} -> {} B)\n", human_bytes(before), human_bytes(after), grouped(before), grouped(after))
+        format!(
+            "    {label:<48} {:>11} -> {:>11} ({} -> {} B)\n",
+            human_bytes(before),
+            human_bytes(after),
+            grouped(before),
+            grouped(after)
+        )
     };
     let mut s = "  runtimes (peak of the order each runs; before -> after):\n".to_string();
     s += &line("file order (code generators)", b.file_order, a.file_order);

@@ -223,7 +223,10 @@ fn report_shows_every_runtime_before_and_after() {
     assert_eq!(v["target"], "all-runtimes");
     let r = &v["runtimes"];
     assert_eq!((r["file-order"]["before"].as_u64(), r["file-order"]["after"].as_u64()), (Some(2304), Some(1284)));
-    assert_eq!((r["ort-priority-based"]["before"].as_u64(), r["ort-priority-based"]["after"].as_u64()), (Some(2304), Some(1284)));
+    assert_eq!(
+        (r["ort-priority-based"]["before"].as_u64(), r["ort-priority-based"]["after"].as_u64()),
+        (Some(2304), Some(1284))
+    );
     assert_eq!((r["ort-default"]["before"].as_u64(), r["ort-default"]["after"].as_u64()), (Some(1284), Some(1284)));
     assert_eq!(v["peak_bytes_after"], r["file-order"]["after"], "peak_bytes_* are the target's figure");
     assert_eq!(v["notes"].as_array().map(Vec::len), Some(0));

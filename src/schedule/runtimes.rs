@@ -93,10 +93,8 @@ pub fn priority_order(graph: &Graph, file_order: &[OpId]) -> Option<Order> {
         (class, position[v.index()] + shift, v.0)
     };
     let mut order: Order = file_order.iter().copied().filter(|v| folded[v.index()]).collect();
-    let mut waiting: Vec<usize> = graph
-        .op_ids()
-        .map(|v| graph.predecessors(v).iter().filter(|p| !folded[p.index()]).count())
-        .collect();
+    let mut waiting: Vec<usize> =
+        graph.op_ids().map(|v| graph.predecessors(v).iter().filter(|p| !folded[p.index()]).count()).collect();
     let mut ready: BinaryHeap<Reverse<(u8, usize, u32)>> =
         graph.op_ids().filter(|v| !folded[v.index()] && waiting[v.index()] == 0).map(|v| Reverse(key(v))).collect();
     while let Some(Reverse((_, _, v))) = ready.pop() {
@@ -140,11 +138,7 @@ impl RuntimePeaks {
 /// they stand in the file) under `opts`; `None` if `file` is not a
 /// permutation or the graph has a cycle.
 pub fn runtime_peaks(graph: &Graph, file: &[OpId], opts: &MemoryOptions) -> Option<RuntimePeaks> {
-    let run = if topo::check_order(graph, file).is_ok() {
-        file.to_vec()
-    } else {
-        topo::stable_order(graph).ok()?
-    };
+    let run = if topo::check_order(graph, file).is_ok() { file.to_vec() } else { topo::stable_order(graph).ok()? };
     let default = ort::predict_for_file(graph, file)?;
     if default.len() != graph.ops.len() {
         return None;
@@ -263,7 +257,10 @@ pub fn balance(graph: &Graph, opts: &SolveOptions) -> Result<Balanced, SolveErro
     let unconstrained = candidates.first().map_or(solution.peak, |c| c.peaks.file_like());
     // Feasible at the unconstrained figure, with the least default-order peak.
     let best_at_target = |c: &[Candidate]| {
-        c.iter().filter(|c| c.peaks.ort_default <= cap && c.peaks.file_like() <= unconstrained).map(|c| c.peaks.ort_default).min()
+        c.iter()
+            .filter(|c| c.peaks.ort_default <= cap && c.peaks.file_like() <= unconstrained)
+            .map(|c| c.peaks.ort_default)
+            .min()
     };
     let left = || deadline.saturating_duration_since(Instant::now());
 
