@@ -151,9 +151,9 @@ fn default_target_never_raises_onnxruntime_default_peak() {
         assert_eq!(figure, b.peaks.file_order, "case {case}");
         let figure = b.peaks.file_like();
         if ran != b.file {
-            // Only the input order itself may be written in a form that
-            // PRIORITY_BASED reorders: when nothing else kept the promise.
-            assert_eq!(b.file, identity, "case {case}: written file not in PRIORITY_BASED form");
+            // Keeping the default order's promise came first: the file is
+            // one that steers it, and PRIORITY_BASED's figure (checked
+            // above) is that of the order it runs instead.
             not_as_written += 1;
         }
         // Against brute force: the unconstrained optimum, and the best file
@@ -177,7 +177,7 @@ fn default_target_never_raises_onnxruntime_default_peak() {
         // The gap to the optimum is exactly what the result declares:
         // what moving Shape/Size nodes cost plus what the constraint cost.
         assert_eq!(b.search_peak, optimum, "case {case}: the unconstrained search is exact on tiny graphs");
-        let declared = (b.unconstrained - b.search_peak) + b.given_up();
+        let declared = b.given_up();
         assert_eq!(figure - optimum, declared, "case {case}");
         assert_eq!(b.notes.is_empty(), declared == 0, "case {case}: notes {:?}", b.notes);
         assert_eq!(b.optimal, figure == optimum, "case {case}");
@@ -193,8 +193,41 @@ fn default_target_never_raises_onnxruntime_default_peak() {
     }
     eprintln!(
         "kept the optimum on {kept_optimum}, gave some up on {gave_up}; a plain optimum would have raised \
-         onnxruntime's default peak on {raised_before}; best feasible found on {best_found}; input kept as is on \
+         onnxruntime's default peak on {raised_before}; best feasible found on {best_found}; PRIORITY_BASED reorders the written file on \
          {not_as_written}"
     );
     assert!(raised_before > 0, "no case exercised the constraint");
+}
+
+/// End to end: the default target's report carries every runtime's figure,
+/// here computed by hand for `fork_join` in its bad file order: x is 256 B,
+/// each Concat output 1 KiB, each ReduceMean output 4 B. File order keeps
+/// both 1 KiB tensors live (2,304 B); onnxruntime's default order runs the
+/// branch of the highest-index producer of `join` first and so runs each
+/// branch to its end (1,284 B), as does the best order.
+#[test]
+fn report_shows_every_runtime_before_and_after() {
+    use common::onnx_models::{bytes, fork_join};
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output, report) = (dir.path().join("in.onnx"), dir.path().join("out.onnx"), dir.path().join("r.json"));
+    std::fs::write(&input, bytes(&fork_join(true))).unwrap();
+    assert_cmd::Command::cargo_bin("onnx-memsched")
+        .unwrap()
+        .args(["-q", "--report"])
+        .arg(&report)
+        .arg(&input)
+        .arg(&output)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(v["target"], "all-runtimes");
+    let r = &v["runtimes"];
+    assert_eq!((r["file-order"]["before"].as_u64(), r["file-order"]["after"].as_u64()), (Some(2304), Some(1284)));
+    assert_eq!(
+        (r["ort-priority-based"]["before"].as_u64(), r["ort-priority-based"]["after"].as_u64()),
+        (Some(2304), Some(1284))
+    );
+    assert_eq!((r["ort-default"]["before"].as_u64(), r["ort-default"]["after"].as_u64()), (Some(1284), Some(1284)));
+    assert_eq!(v["peak_bytes_after"], r["file-order"]["after"], "peak_bytes_* are the target's figure");
+    assert_eq!(v["notes"].as_array().map(Vec::len), Some(0));
 }

@@ -93,10 +93,8 @@ pub fn priority_order(graph: &Graph, file_order: &[OpId]) -> Option<Order> {
         (class, position[v.index()] + shift, v.0)
     };
     let mut order: Order = file_order.iter().copied().filter(|v| folded[v.index()]).collect();
-    let mut waiting: Vec<usize> = graph
-        .op_ids()
-        .map(|v| graph.predecessors(v).iter().filter(|p| !folded[p.index()]).count())
-        .collect();
+    let mut waiting: Vec<usize> =
+        graph.op_ids().map(|v| graph.predecessors(v).iter().filter(|p| !folded[p.index()]).count()).collect();
     let mut ready: BinaryHeap<Reverse<(u8, usize, u32)>> =
         graph.op_ids().filter(|v| !folded[v.index()] && waiting[v.index()] == 0).map(|v| Reverse(key(v))).collect();
     while let Some(Reverse((_, _, v))) = ready.pop() {
@@ -140,11 +138,7 @@ impl RuntimePeaks {
 /// they stand in the file) under `opts`; `None` if `file` is not a
 /// permutation or the graph has a cycle.
 pub fn runtime_peaks(graph: &Graph, file: &[OpId], opts: &MemoryOptions) -> Option<RuntimePeaks> {
-    let run = if topo::check_order(graph, file).is_ok() {
-        file.to_vec()
-    } else {
-        topo::stable_order(graph).ok()?
-    };
+    let run = if topo::check_order(graph, file).is_ok() { file.to_vec() } else { topo::stable_order(graph).ok()? };
     let default = ort::predict_for_file(graph, file)?;
     if default.len() != graph.ops.len() {
         return None;
@@ -188,10 +182,13 @@ pub struct Balanced {
 }
 
 impl Balanced {
-    /// Bytes of file-order peak given up to keep onnxruntime's default order
-    /// from rising above the input's (0 when the unconstrained optimum was kept).
+    /// Bytes of file-order peak ([`RuntimePeaks::file_like`]) above the
+    /// best order the unconstrained search found (`search_peak`): what
+    /// writing Shape/Size nodes where PRIORITY_BASED runs them and keeping
+    /// onnxruntime's default order at or below the input's cost together.
+    /// 0 when nothing was given up; [`Balanced::notes`] then is empty.
     pub fn given_up(&self) -> u64 {
-        self.peaks.file_like().saturating_sub(self.unconstrained)
+        self.peaks.file_like().saturating_sub(self.search_peak)
     }
 }
 
@@ -260,7 +257,10 @@ pub fn balance(graph: &Graph, opts: &SolveOptions) -> Result<Balanced, SolveErro
     let unconstrained = candidates.first().map_or(solution.peak, |c| c.peaks.file_like());
     // Feasible at the unconstrained figure, with the least default-order peak.
     let best_at_target = |c: &[Candidate]| {
-        c.iter().filter(|c| c.peaks.ort_default <= cap && c.peaks.file_like() <= unconstrained).map(|c| c.peaks.ort_default).min()
+        c.iter()
+            .filter(|c| c.peaks.ort_default <= cap && c.peaks.file_like() <= unconstrained)
+            .map(|c| c.peaks.ort_default)
+            .min()
     };
     let left = || deadline.saturating_duration_since(Instant::now());
 
@@ -300,30 +300,40 @@ pub fn balance(graph: &Graph, opts: &SolveOptions) -> Result<Balanced, SolveErro
         .min_by_key(|(i, c)| (c.peaks.ort_default > cap, c.peaks.file_like(), c.peaks.ort_default, *i))
         .map(|(_, c)| c)
         .ok_or_else(cycle)?;
+    let figure = chosen.peaks.file_like();
     let mut notes = Vec::new();
-    if unconstrained > solution.peak {
-        notes.push(format!(
-            "onnxruntime PRIORITY_BASED runs Shape/Size nodes as soon as they are ready and expanded function ops \
-             only when nothing else is: with them where it runs them, the best order found peaks at {unconstrained} B \
-             instead of {} B",
-            solution.peak
-        ));
-    }
     if chosen.peaks.ort_default > cap {
         notes.push(format!(
             "no file found keeps onnxruntime's default order at or below the input's {cap} B (it peaks at {} B): \
              the input file is not topologically sorted",
             chosen.peaks.ort_default
         ));
-    } else if chosen.peaks.file_like() > unconstrained {
+    }
+    if figure > solution.peak {
+        let mut why = Vec::new();
+        let shape_cost = unconstrained.min(figure).saturating_sub(solution.peak);
+        if shape_cost > 0 {
+            why.push(format!(
+                "{shape_cost} B because onnxruntime PRIORITY_BASED runs Shape/Size nodes as soon as they are ready \
+                 and expanded function ops only when nothing else is (the best order found, written where it runs \
+                 them, peaks at {unconstrained} B)"
+            ));
+        }
+        if figure > unconstrained {
+            why.push(format!(
+                "{} B because every file found with a lower file-order peak makes onnxruntime's default order peak \
+                 above the input's {cap} B",
+                figure - unconstrained
+            ));
+        }
         notes.push(format!(
-            "the file-order peak is {} B, {} B above the best order found ({unconstrained} B), because every file \
-             with that order found makes onnxruntime's default order peak above the input's {cap} B",
-            chosen.peaks.file_like(),
-            chosen.peaks.file_like() - unconstrained
+            "the file-order peak is {figure} B, {} B above the best order found without regard for onnxruntime \
+             ({} B): {}",
+            figure - solution.peak,
+            solution.peak,
+            why.join("; ")
         ));
     }
-    let figure = chosen.peaks.file_like();
     let optimal = figure <= solution.lower_bound || (figure == solution.peak && solution.optimal);
     Ok(Balanced {
         file: chosen.file,
