@@ -56,7 +56,7 @@ def run(argv, stdin=None, cwd=None):
     return done.returncode, done.stdout, done.stderr
 
 
-def many_node_model(ops: int = 3000, width: int = 8, seed: int = 1) -> bytes:
+def many_node_model(ops: int = 4000, width: int = 30, seed: int = 1) -> bytes:
     """A model of `ops` element-wise nodes on 1x16 floats, each reading random
     recent tensors (like the corpus' many_small): no cut point and too big to
     prove, so `auto` searches until its time limit."""

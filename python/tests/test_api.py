@@ -115,7 +115,8 @@ def test_options_reach_the_plan_as_the_cli_flags_do(cli_bin, tmp_path):
     }
     assert result.model == cli_bytes
     assert result.report["target"] == "ort-default"
-    assert any("in place" in a or "inplace" in a for a in result.report["assumptions"]), result.report["assumptions"]
+    said = " ".join(result.report["assumptions"])
+    assert "(--inplace)" in said and "(--inputs-live-whole-run)" in said, said
 
 
 def test_dims_and_input_shapes_change_the_sizes_like_the_cli(cli_bin, tmp_path):
