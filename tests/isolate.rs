@@ -292,7 +292,7 @@ fn plan_with(worker: Worker, file: &OnnxFile, limit: f64) -> (Result<onnx_memsch
 /// without tract, from value_info, and says so.
 #[test]
 fn hanging_worker_is_killed_and_value_info_used() {
-    let (result, seconds) = plan_with(sh("cat > /dev/null; sleep 60"), &diamond_file(true), 2.0);
+    let (result, seconds) = plan_with(sh("cat > /dev/null; exec sleep 60"), &diamond_file(true), 2.0);
     assert!(seconds < 2.0 + 2.0, "took {seconds} s");
     let p = result.unwrap();
     // x, a, b of 256 B each live when c is computed? a and b are live with c.
@@ -300,7 +300,7 @@ fn hanging_worker_is_killed_and_value_info_used() {
     assert_eq!(evaluated, 3 * 256, "{:?}", p.assumptions);
     assert!(p.assumptions.iter().any(|a| a.contains("did not finish")), "{:?}", p.assumptions);
 
-    let (result, _) = plan_with(sh("cat > /dev/null; sleep 60"), &diamond_file(false), 1.0);
+    let (result, _) = plan_with(sh("cat > /dev/null; exec sleep 60"), &diamond_file(false), 1.0);
     let e = result.unwrap_err().to_string();
     assert!(e.contains("did not finish") && e.contains("`a`"), "{e}");
 }

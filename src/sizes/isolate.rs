@@ -144,14 +144,21 @@ fn limit_resources() {
         }
         lower(libc::RLIMIT_AS, MEMORY_CAP);
         lower(libc::RLIMIT_CORE, 0);
-        #[cfg(target_os = "linux")]
-        // SAFETY: PR_SET_PDEATHSIG takes a signal number by value and touches
-        // no memory of this process.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-        }
+    }
+    die_with_parent();
+}
+
+#[cfg(target_os = "linux")]
+fn die_with_parent() {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number by value and touches no
+    // memory of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong);
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent() {}
 
 // ---------------------------------------------------------------- encoding
 
@@ -176,7 +183,7 @@ fn encode_request(payload_len: usize, opts: &SizeOptions, tract_use: &TractUse) 
 
 fn read_request(input: &mut impl BufRead) -> Result<(pb::ModelProto, SizeOptions, TractUse), String> {
     let mut line = Vec::new();
-    input.take(MAX_HEADER).read_until(b'\n', &mut line).map_err(|e| format!("cannot read the request: {e}"))?;
+    input.by_ref().take(MAX_HEADER).read_until(b'\n', &mut line).map_err(|e| format!("cannot read the request: {e}"))?;
     let header: Value = serde_json::from_slice(&line).map_err(|e| format!("the request is not JSON: {e}"))?;
     let protocol = header.get("protocol").and_then(Value::as_u64);
     if protocol != Some(PROTOCOL) {
@@ -219,7 +226,7 @@ fn read_request(input: &mut impl BufRead) -> Result<(pb::ModelProto, SizeOptions
     };
     let len = header.get("model_bytes").and_then(Value::as_u64).ok_or_else(|| bad("model_bytes"))?;
     let mut bytes = Vec::new();
-    input.take(len).read_to_end(&mut bytes).map_err(|e| format!("cannot read the model: {e}"))?;
+    input.by_ref().take(len).read_to_end(&mut bytes).map_err(|e| format!("cannot read the model: {e}"))?;
     if bytes.len() as u64 != len {
         return Err(format!("the request ends after {} of {len} model bytes", bytes.len()));
     }
