@@ -427,7 +427,10 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
         let last = round >= MAX_INJECTION_ROUNDS;
         let mut injected = 0;
         let mut progress = 0;
-        for (ix, node) in graph.node.iter().enumerate() {
+        // Tensors decided in this round: what reads them waits for tract's
+        // next analysis (which infers it forward) before any fallback.
+        let mut fresh: HashSet<String> = HashSet::new();
+        for node in &graph.node {
             let a = analysed.as_ref();
             let unknown = |o: &str| {
                 !o.is_empty()
@@ -455,7 +458,8 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
                 .flat_map(|a| a.g.iter().chain(&a.graphs))
                 .flat_map(rules::free_names);
             let at_front = node.input.iter().filter(|i| !i.is_empty()).cloned().chain(free).all(|i| lookup(&i).is_some());
-            if !(last || at_front) {
+            let waits = !last && analysed.is_some() && node.input.iter().any(|i| fresh.contains(i));
+            if !(last || at_front) || waits {
                 continue;
             }
             let applied = rules::apply(node, &ctx, &lookup).unwrap_or_default();
@@ -478,7 +482,13 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
                         ));
                     }
                     Some((TensorSize { elem_type: elem, shape, bytes, source: SizeSource::Rule }, false))
-                } else if let Some(Ok((elem, shape))) = vinfo.get(out).map(|vi| syms.value_info(vi)) {
+                } else if let Some(Ok((elem, shape))) = vinfo
+                    .get(out)
+                    .filter(|_| rule.is_none() || static_vi.is_some())
+                    .map(|vi| syms.value_info(vi))
+                {
+                    // (a data-dependent dim is not taken from a value_info
+                    // that does not give it as a number)
                     sized(elem, &shape)
                         .ok()
                         .map(|bytes| (TensorSize { elem_type: elem, shape, bytes, source: SizeSource::ValueInfo }, false))
@@ -517,6 +527,7 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
                 if guessed {
                     touched.push(out.clone());
                 }
+                fresh.insert(out.clone());
                 decided.insert(out, t);
                 progress += 1;
             }
@@ -547,7 +558,9 @@ pub fn infer(model: &pb::ModelProto, opts: &SizeOptions) -> Result<Sizes, SizeEr
                 tensors.insert(out.clone(), t.clone());
                 continue;
             }
-            let fact = analysed.as_ref().and_then(|a| a.fact(out));
+            // Where tract does not run the node, its fact comes from the
+            // consumers only: not a size to trust.
+            let fact = analysed.as_ref().and_then(|a| a.fact(out)).filter(|_| !untrusted_outputs.contains(out.as_str()));
             if let Some((elem, shape)) = concrete(fact.as_ref()) {
                 if let Ok(bytes) = sized(elem, &shape) {
                     let mut t = TensorSize {

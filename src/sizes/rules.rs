@@ -337,6 +337,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
                     Some(RuleOut { elem: INT64, dims: vec![None] }),
                 ],
                 notes: Vec::new(),
+    failure: None,
             })
         }
         // Sequences are sized as their elements stacked along a new first
