@@ -74,10 +74,7 @@ pub(crate) struct RuleOut {
 
 impl RuleOut {
     fn known(elem: i32, dims: &[u64]) -> RuleOut {
-        RuleOut {
-            elem,
-            dims: dims.iter().map(|&d| Some(d)).collect(),
-        }
+        RuleOut { elem, dims: dims.iter().map(|&d| Some(d)).collect() }
     }
 
     /// The concrete shape, if no dim is data-dependent.
@@ -98,10 +95,7 @@ pub(crate) struct Applied {
 
 impl Applied {
     fn failed(why: String) -> Option<Applied> {
-        Some(Applied {
-            failure: Some(why),
-            ..Default::default()
-        })
+        Some(Applied { failure: Some(why), ..Default::default() })
     }
 }
 
@@ -133,12 +127,7 @@ pub(crate) fn patch_for_tract(node: &pb::NodeProto) -> Option<pb::NodeProto> {
     n.attribute.push(pb::AttributeProto {
         name: Some("value".into()),
         r#type: Some(pb::attribute_proto::AttributeType::Tensor as i32),
-        t: Some(pb::TensorProto {
-            dims: vec![1],
-            data_type: Some(FLOAT),
-            float_data: vec![0.0],
-            ..Default::default()
-        }),
+        t: Some(pb::TensorProto { dims: vec![1], data_type: Some(FLOAT), float_data: vec![0.0], ..Default::default() }),
         ..Default::default()
     });
     Some(n)
@@ -219,11 +208,7 @@ fn input(node: &pb::NodeProto, i: usize) -> Option<&str> {
 }
 
 fn opset(model: &pb::ModelProto) -> i64 {
-    model
-        .opset_import
-        .iter()
-        .find(|o| matches!(o.domain(), "" | "ai.onnx"))
-        .map_or(1, |o| o.version())
+    model.opset_import.iter().find(|o| matches!(o.domain(), "" | "ai.onnx")).map_or(1, |o| o.version())
 }
 
 /// Applies the rule for `node`'s op, if there is one and what it needs is
@@ -262,10 +247,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
                 None => {
                     let (_, shape) = typed(0)?;
                     let rank = *shape.first()?;
-                    return one(RuleOut {
-                        elem,
-                        dims: vec![None; usize::try_from(rank).ok()?.min(64)],
-                    });
+                    return one(RuleOut { elem, dims: vec![None; usize::try_from(rank).ok()?.min(64)] });
                 }
             };
             one(RuleOut::known(elem, &dims))
@@ -312,17 +294,15 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
         }
         "NonZero" => {
             let (_, shape) = typed(0)?;
-            one(RuleOut {
-                elem: INT64,
-                dims: vec![Some(shape.len() as u64), None],
-            })
+            one(RuleOut { elem: INT64, dims: vec![Some(shape.len() as u64), None] })
         }
         "Unique" => {
             let (elem, shape) = typed(0)?;
             let (y, inverse) = match attr(node, "axis") {
                 Some(a) => {
                     let r = shape.len() as i64;
-                    let ax = usize::try_from(if a.i() < 0 { a.i() + r } else { a.i() }).ok().filter(|&x| x < shape.len())?;
+                    let ax =
+                        usize::try_from(if a.i() < 0 { a.i() + r } else { a.i() }).ok().filter(|&x| x < shape.len())?;
                     let mut y: Vec<Option<u64>> = shape.iter().map(|&d| Some(d)).collect();
                     y[ax] = None;
                     (y, shape[ax])
@@ -337,7 +317,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
                     Some(RuleOut { elem: INT64, dims: vec![None] }),
                 ],
                 notes: Vec::new(),
-    failure: None,
+                failure: None,
             })
         }
         // Sequences are sized as their elements stacked along a new first
@@ -422,7 +402,8 @@ fn run_body(
         if inits.contains(name.as_str()) {
             continue;
         }
-        let (elem, shape) = lookup(&name).ok_or_else(|| format!("the outer value `{name}` it reads has no size yet"))?;
+        let (elem, shape) =
+            lookup(&name).ok_or_else(|| format!("the outer value `{name}` it reads has no size yet"))?;
         // A small outer constant stays a constant: shape computations in the
         // body may read its values.
         if let Some(t) = ctx.consts.get(&name).and_then(|v| constant_tensor(&name, elem, &shape, v)) {
@@ -437,14 +418,9 @@ fn run_body(
         graph: Some(sub),
         ..Default::default()
     };
-    let opts = SizeOptions {
-        dims: ctx.opts.dims.clone(),
-        input_shapes: Vec::new(),
-        unknown_dim: ctx.opts.unknown_dim,
-    };
-    let Sizes {
-        tensors, assumptions, ..
-    } = super::infer(&model, &opts).map_err(|e| format!("its body cannot be sized: {e}"))?;
+    let opts = SizeOptions { dims: ctx.opts.dims.clone(), input_shapes: Vec::new(), unknown_dim: ctx.opts.unknown_dim };
+    let Sizes { tensors, assumptions, .. } =
+        super::infer(&model, &opts).map_err(|e| format!("its body cannot be sized: {e}"))?;
     let outs = g
         .output
         .iter()
@@ -547,11 +523,7 @@ fn if_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Type
             outs
         }
     };
-    Some(Applied {
-        outs: outs.iter().map(|(e, s)| Some(RuleOut::known(*e, s))).collect(),
-        notes,
-        failure: None,
-    })
+    Some(Applied { outs: outs.iter().map(|(e, s)| Some(RuleOut::known(*e, s))).collect(), notes, failure: None })
 }
 
 fn loop_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Typed>) -> Option<Applied> {

@@ -41,10 +41,7 @@ fn seq_vi(name: &str, elem: i32, dims: &[&str]) -> pb::ValueInfoProto {
 }
 
 fn unknown_dim(n: u64) -> SizeOptions {
-    SizeOptions {
-        unknown_dim: Some(n),
-        ..Default::default()
-    }
+    SizeOptions { unknown_dim: Some(n), ..Default::default() }
 }
 
 fn shapes(input_shapes: &[(&str, &[u64])], d: &[(&str, i64)]) -> SizeOptions {
@@ -61,10 +58,7 @@ fn shapes(input_shapes: &[(&str, &[u64])], d: &[(&str, i64)]) -> SizeOptions {
 /// [batch, seq_len, 4], FLOAT) -> Relu.
 fn bilstm_like() -> pb::ModelProto {
     model(graph(
-        vec![
-            custom("com.microsoft", "Embed", &["ids"], &["e"]),
-            node("Relu", &["e"], &["y"], vec![]),
-        ],
+        vec![custom("com.microsoft", "Embed", &["ids"], &["e"]), node("Relu", &["e"], &["y"], vec![])],
         vec![vi("ids", INT64, &["batch", "seq_len"])],
         vec![vi("y", FLOAT, &["batch", "seq_len", "4"])],
         vec![],
@@ -88,7 +82,10 @@ fn input_shape_conflicts_are_errors() {
     let e = infer(&bilstm_like(), &shapes(&[("ids", &[1, 16])], &[("seq_len", 8)])).unwrap_err();
     assert!(matches!(e, SizeError::ConflictingDim { .. }), "{e}");
     let text = e.to_string();
-    assert!(text.contains("seq_len") && text.contains("--dim seq_len=8") && text.contains("--input-shape ids=1x16"), "{text}");
+    assert!(
+        text.contains("seq_len") && text.contains("--dim seq_len=8") && text.contains("--input-shape ids=1x16"),
+        "{text}"
+    );
     // agreeing --dim is fine
     let s = infer(&bilstm_like(), &shapes(&[("ids", &[1, 16])], &[("seq_len", 16)])).unwrap();
     assert_eq!(get(&s, "e").bytes, 256);
@@ -121,7 +118,11 @@ fn anonymous_dims_are_treated_like_named_unknown_dims() {
     assert_eq!(get(&named, "c").bytes, 32);
     assert_eq!(get(&anonymous, "c").bytes, 32);
     assert_eq!(get(&anonymous, "y").bytes, 32);
-    assert!(anonymous.assumptions.iter().any(|a| a.contains("`c`") && a.contains("assumed 1")), "{:?}", anonymous.assumptions);
+    assert!(
+        anonymous.assumptions.iter().any(|a| a.contains("`c`") && a.contains("assumed 1")),
+        "{:?}",
+        anonymous.assumptions
+    );
 }
 
 // ------------------------------------------------------------ facts over guesses
@@ -129,10 +130,7 @@ fn anonymous_dims_are_treated_like_named_unknown_dims() {
 #[test]
 fn constant_of_shape_defaults_to_float32() {
     let m = model(graph(
-        vec![
-            node("ConstantOfShape", &["shape"], &["z"], vec![]),
-            node("Add", &["z", "x"], &["y"], vec![]),
-        ],
+        vec![node("ConstantOfShape", &["shape"], &["z"], vec![]), node("Add", &["z", "x"], &["y"], vec![])],
         vec![vi("x", FLOAT, &["100", "300"])],
         vec![vi("y", FLOAT, &["100", "300"])],
         vec![i64_tensor("shape", &[2], &[100, 300])],
@@ -146,7 +144,8 @@ fn constant_of_shape_defaults_to_float32() {
 
 /// cond -> If(then: Relu(x) [1,8]; else: Concat(x, x) [1,16]) -> Relu.
 fn if_model(cond_const: Option<bool>) -> pb::ModelProto {
-    let then_g = graph(vec![node("Relu", &["x"], &["t"], vec![])], vec![], vec![vi("t", FLOAT, &["1", "8"])], vec![], vec![]);
+    let then_g =
+        graph(vec![node("Relu", &["x"], &["t"], vec![])], vec![], vec![vi("t", FLOAT, &["1", "8"])], vec![], vec![]);
     let else_g = graph(
         vec![node("Concat", &["x", "x"], &["e"], vec![int("axis", 1)])],
         vec![],
@@ -197,10 +196,7 @@ fn if_with_a_constant_condition_takes_its_branch() {
 #[test]
 fn pad_with_one_element_constant_value() {
     let m = model(graph(
-        vec![
-            node("Pad", &["x", "pads", "cv"], &["p"], vec![]),
-            node("Relu", &["p"], &["y"], vec![]),
-        ],
+        vec![node("Pad", &["x", "pads", "cv"], &["p"], vec![]), node("Relu", &["p"], &["y"], vec![])],
         vec![vi("x", FLOAT, &["1", "3", "4", "4"])],
         vec![vi("y", FLOAT, &["?", "?", "?", "?"])],
         vec![i64_tensor("pads", &[8], &[0, 0, 1, 2, 0, 0, 1, 2]), f32_values("cv", &[1], &[0.5])],
@@ -288,7 +284,11 @@ fn unique_needs_unknown_dim_and_the_message_says_so() {
     assert_eq!(used.value, 5);
     assert_eq!(used.tensors, vec!["u".to_string(), "idx".to_string(), "cnt".to_string()]);
     assert_eq!(used.derived, 1, "y");
-    assert!(s.assumptions.iter().any(|a| a.contains("--unknown-dim 5") && a.contains("every figure")), "{:?}", s.assumptions);
+    assert!(
+        s.assumptions.iter().any(|a| a.contains("--unknown-dim 5") && a.contains("every figure")),
+        "{:?}",
+        s.assumptions
+    );
 }
 
 #[test]
@@ -338,7 +338,11 @@ fn scan_outputs_stack_the_body() {
 /// iteration); `cond` input given or not.
 fn loop_model(with_cond: bool) -> pb::ModelProto {
     let body = graph(
-        vec![node("Identity", &["c_in"], &["c_out"], vec![]), node("Relu", &["h"], &["h_out"], vec![]), node("Neg", &["h"], &["scan"], vec![])],
+        vec![
+            node("Identity", &["c_in"], &["c_out"], vec![]),
+            node("Relu", &["h"], &["h_out"], vec![]),
+            node("Neg", &["h"], &["scan"], vec![]),
+        ],
         vec![vi("i", INT64, &[]), vi("c_in", BOOL, &[]), vi("h", FLOAT, &["1", "8"])],
         vec![vi("c_out", BOOL, &[]), vi("h_out", FLOAT, &["1", "8"]), vi("scan", FLOAT, &["1", "8"])],
         vec![],
