@@ -82,7 +82,10 @@ fn input_shape_conflicting_with_dim_is_one_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let line = stderr.lines().find(|l| l.contains("error")).unwrap_or_default();
-    assert!(line.contains("`seq`") && line.contains("--dim seq=8") && line.contains("--input-shape x=1x16"), "{stderr}");
+    assert!(
+        line.contains("`seq`") && line.contains("--dim seq=8") && line.contains("--input-shape x=1x16"),
+        "{stderr}"
+    );
     assert!(!output.exists());
     // agreeing values are fine
     tool().args(["--dim", "seq=16", "--input-shape", "x=1x16", "--dry-run"]).arg(&input).assert().success();

@@ -448,7 +448,10 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
         let last = round >= MAX_INJECTION_ROUNDS;
         let mut injected = 0;
         let mut progress = 0;
-        for (ix, node) in graph.node.iter().enumerate() {
+        // Tensors decided in this round: what reads them waits for tract's
+        // next analysis (which infers it forward) before any fallback.
+        let mut fresh: HashSet<String> = HashSet::new();
+        for node in &graph.node {
             let a = analysed.as_ref();
             let unknown = |o: &str| {
                 !o.is_empty()
@@ -470,10 +473,14 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                 concrete(a.and_then(|a| a.fact(n)).as_ref())
             };
             // Inputs, and the outer-scope values a body reads.
-            let free = node.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs)).flat_map(rules::free_names);
-            let at_front =
-                node.input.iter().filter(|i| !i.is_empty()).cloned().chain(free).all(|i| lookup(&i).is_some());
-            if !(last || at_front) {
+            let free = node
+                .attribute
+                .iter()
+                .flat_map(|a| a.g.iter().chain(&a.graphs))
+                .flat_map(rules::free_names);
+            let at_front = node.input.iter().filter(|i| !i.is_empty()).cloned().chain(free).all(|i| lookup(&i).is_some());
+            let waits = !last && analysed.is_some() && node.input.iter().any(|i| fresh.contains(i));
+            if !(last || at_front) || waits {
                 continue;
             }
             let applied = rules::apply(node, &ctx, &lookup).unwrap_or_default();
@@ -496,10 +503,16 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                         ));
                     }
                     Some((TensorSize { elem_type: elem, shape, bytes, source: SizeSource::Rule }, false))
-                } else if let Some(Ok((elem, shape))) = vinfo.get(out).map(|vi| syms.value_info(vi)) {
-                    sized(elem, &shape).ok().map(|bytes| {
-                        (TensorSize { elem_type: elem, shape, bytes, source: SizeSource::ValueInfo }, false)
-                    })
+                } else if let Some(Ok((elem, shape))) = vinfo
+                    .get(out)
+                    .filter(|_| rule.is_none() || static_vi.is_some())
+                    .map(|vi| syms.value_info(vi))
+                {
+                    // (a data-dependent dim is not taken from a value_info
+                    // that does not give it as a number)
+                    sized(elem, &shape)
+                        .ok()
+                        .map(|bytes| (TensorSize { elem_type: elem, shape, bytes, source: SizeSource::ValueInfo }, false))
                 } else if let (Some(r), Some(n)) = (rule.as_ref(), opts.unknown_dim) {
                     let shape: Vec<u64> = r.dims.iter().map(|d| d.unwrap_or(n)).collect();
                     sized(r.elem, &shape).ok().map(|bytes| {
@@ -538,6 +551,7 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                 if guessed {
                     touched.push(out.clone());
                 }
+                fresh.insert(out.clone());
                 decided.insert(out, t);
                 progress += 1;
             }
@@ -568,7 +582,9 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                 tensors.insert(out.clone(), t.clone());
                 continue;
             }
-            let fact = analysed.as_ref().and_then(|a| a.fact(out));
+            // Where tract does not run the node, its fact comes from the
+            // consumers only: not a size to trust.
+            let fact = analysed.as_ref().and_then(|a| a.fact(out)).filter(|_| !untrusted_outputs.contains(out.as_str()));
             if let Some((elem, shape)) = concrete(fact.as_ref()) {
                 if let Ok(bytes) = sized(elem, &shape) {
                     let mut t = TensorSize { elem_type: elem, shape, bytes, source: SizeSource::Tract };

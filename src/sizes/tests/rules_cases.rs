@@ -360,7 +360,7 @@ fn loop_model(with_cond: bool) -> pb::ModelProto {
         ],
         vec![vi("x", FLOAT, &["1", "8"])],
         vec![vi("h_final", FLOAT, &["?", "?"]), vi("y", FLOAT, &["?", "?", "?"])],
-        vec![],
+        inits,
         vec![],
     ))
 }
