@@ -232,7 +232,9 @@ where
 {
     // SIGINT/SIGTERM remove the files this run has not finished (exit 130/143).
     if let Err(e) = output::cleanup::install_signal_handlers() {
-        eprintln!("onnx-memsched: warning: cannot handle SIGINT/SIGTERM ({e}); an interrupted run may leave temporary files");
+        eprintln!(
+            "onnx-memsched: warning: cannot handle SIGINT/SIGTERM ({e}); an interrupted run may leave temporary files"
+        );
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
@@ -424,9 +426,7 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
     if let Some(path) = &report_path {
         let value = report::json(&in_name, &plan, written.as_deref());
         let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())? + "\n";
-        outputs
-            .add(&Location::File(path.clone()), text.into_bytes())
-            .map_err(|e| format!("report: {e}"))?;
+        outputs.add(&Location::File(path.clone()), text.into_bytes()).map_err(|e| format!("report: {e}"))?;
     }
     if let Some(path) = &cli.plot {
         let short = match &from {
@@ -435,9 +435,7 @@ fn run(cli: &Cli, from: &std::path::Path, to: Option<&std::path::Path>) -> Resul
         };
         let title = format!("{short}: live activation memory");
         let svg = plot::svg(&title, &plan.before, &plan.after, plan.lower_bound)?;
-        outputs
-            .add(&Location::File(path.clone()), svg.into_bytes())
-            .map_err(|e| format!("plot: {e}"))?;
+        outputs.add(&Location::File(path.clone()), svg.into_bytes()).map_err(|e| format!("plot: {e}"))?;
     }
     let outcomes = outputs.commit().map_err(|e| e.to_string())?;
     for outcome in outcomes {
