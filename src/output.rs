@@ -327,7 +327,9 @@ fn write_direct(to: Option<&Path>, bytes: &[u8]) -> Result<(), WriteError> {
     match to {
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(bytes).and_then(|_| out.flush()).map_err(|source| WriteError::Io { path: "<stdout>".into(), source })
+            out.write_all(bytes)
+                .and_then(|_| out.flush())
+                .map_err(|source| WriteError::Io { path: "<stdout>".into(), source })
         }
         Some(path) => {
             let io = |source| WriteError::Io { path: path.to_path_buf(), source };

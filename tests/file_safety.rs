@@ -167,7 +167,11 @@ fn batch_inputs_with_one_file_name_are_refused_before_any_write() {
     let ma = write(&a.join("m.onnx"), &bytes(&diamond()));
     let mb = write(&b.join("m.onnx"), &bytes(&fork_join(true)));
     let r = expect(tool().arg("--out-dir").arg(&out).arg(&ma).arg(&mb), 2);
-    assert!(r.stderr.contains("a/m.onnx") && r.stderr.contains("b/m.onnx") && r.stderr.contains("same file"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("a/m.onnx") && r.stderr.contains("b/m.onnx") && r.stderr.contains("same file"),
+        "{}",
+        r.stderr
+    );
     assert!(listing(&out).is_empty(), "nothing written");
     // One input sits in the output folder: the other model's result would replace it.
     let inside = write(&out.join("m.onnx"), &bytes(&diamond()));
@@ -177,7 +181,8 @@ fn batch_inputs_with_one_file_name_are_refused_before_any_write() {
     assert_eq!(listing(&out), names(&["m.onnx"]));
     // Batch reports collide the same way, even in a dry run.
     let report = root.path().join("r.json");
-    let r = expect(tool().arg("--dry-run").arg("--report").arg(&report).arg("--out-dir").arg(&out).arg(&ma).arg(&mb), 2);
+    let r =
+        expect(tool().arg("--dry-run").arg("--report").arg(&report).arg("--out-dir").arg(&out).arg(&ma).arg(&mb), 2);
     assert!(r.stderr.contains("report"), "{}", r.stderr);
     assert_eq!(listing(root.path()), names(&["a", "b", "out"]));
     // A model in the output folder on its own is rewritten in place, as before.
@@ -218,7 +223,11 @@ fn a_data_symlink_to_a_secret_is_never_copied() {
     symlink(&secret, src.join("w.data")).unwrap();
     let input = write(&src.join("m.onnx"), &bytes(&with_external_weight("w.data")));
     let r = expect(tool().arg(&input).arg(dst.join("o.onnx")), 0);
-    assert!(r.stderr.contains("warning: external data `w.data` not copied") && r.stderr.contains("outside"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning: external data `w.data` not copied") && r.stderr.contains("outside"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(listing(&dst), names(&["o.onnx"]), "the secret is not next to the output");
     assert_eq!(fs::read(&secret).unwrap(), b"do not publish me");
 }
@@ -262,11 +271,22 @@ fn report_or_plot_over_an_input_or_another_output_is_refused() {
         vec!["--plot".into(), alias.clone().into(), input.clone().into(), out.clone().into()],
         vec!["--report".into(), spelled.clone().into(), "--dry-run".into(), input.clone().into()],
         vec!["--plot".into(), out.clone().into(), input.clone().into(), out.clone().into()],
-        vec!["--plot".into(), "p.svg".into(), "--report".into(), "./p.svg".into(), "--dry-run".into(), input.clone().into()],
+        vec![
+            "--plot".into(),
+            "p.svg".into(),
+            "--report".into(),
+            "./p.svg".into(),
+            "--dry-run".into(),
+            input.clone().into(),
+        ],
     ];
     for args in cases {
         let r = expect(tool().current_dir(dir.path()).args(&args), 2);
-        assert!(r.stderr.contains("error:") && (r.stderr.contains("input") || r.stderr.contains("same file")), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("error:") && (r.stderr.contains("input") || r.stderr.contains("same file")),
+            "{args:?}: {}",
+            r.stderr
+        );
         assert_eq!(fs::read(&input).unwrap(), bytes(&diamond()), "{args:?}: input changed");
         assert_eq!(listing(dir.path()), names(&["alias.onnx", "m.onnx"]), "{args:?}");
     }
@@ -323,7 +343,11 @@ fn a_model_from_stdin_gets_no_data_copies_from_the_working_folder() {
     write(&cwd.join("w.data"), b"an unrelated file that happens to have this name");
     let model = bytes(&with_external_weight("w.data"));
     let r = expect(tool().current_dir(&cwd).arg("-").arg(dst.join("o.onnx")).write_stdin(model.clone()), 0);
-    assert!(r.stderr.contains("standard input") && r.stderr.contains("w.data") && r.stderr.contains("not copied"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("standard input") && r.stderr.contains("w.data") && r.stderr.contains("not copied"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(listing(&dst), names(&["o.onnx"]));
     assert_eq!(fs::read(dst.join("o.onnx")).unwrap().len(), model.len());
 }
@@ -417,7 +441,10 @@ fn a_failed_run_removes_the_data_copies_it_made() {
     let input = write(&src.join("m.onnx"), &bytes(&with_external_weight("sub/m.data")));
     fs::create_dir(src.join("sub")).unwrap();
     write(&src.join("sub/m.data"), &[6; 16]);
-    let r = expect(tool().args(["--report", "/proc/onnx-memsched-test-report.json"]).arg(&input).arg(dst.join("o.onnx")), 1);
+    let r = expect(
+        tool().args(["--report", "/proc/onnx-memsched-test-report.json"]).arg(&input).arg(dst.join("o.onnx")),
+        1,
+    );
     assert!(r.stderr.contains("report: cannot write /proc/onnx-memsched-test-report.json"), "{}", r.stderr);
     assert!(listing(&dst).is_empty(), "no model, no copy, no folder made for it: {:?}", listing(&dst));
     assert_eq!(fs::read(src.join("sub/m.data")).unwrap(), [6; 16]);

@@ -228,16 +228,23 @@ fn same_contents(source: &mut fs::File, other: &Path) -> bool {
 /// the reason to refuse.
 fn make_folders(out_dir: &Path, location: &str, made: &mut CreatedList) -> Result<PathBuf, String> {
     let mut folder = out_dir.to_path_buf();
-    let parts: Vec<Component> = Path::new(location).components().filter(|c| matches!(c, Component::Normal(_))).collect();
+    let parts: Vec<Component> =
+        Path::new(location).components().filter(|c| matches!(c, Component::Normal(_))).collect();
     for part in parts.iter().take(parts.len().saturating_sub(1)) {
         folder.push(part);
         match fs::symlink_metadata(&folder) {
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!("{} is a symbolic link; the tool writes only inside the output folder", folder.display()))
+                return Err(format!(
+                    "{} is a symbolic link; the tool writes only inside the output folder",
+                    folder.display()
+                ))
             }
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(format!("{} is not a folder", folder.display())),
-            Err(_) => made.push(crate::output::cleanup::Created::folder(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?),
+            Err(_) => made.push(
+                crate::output::cleanup::Created::folder(&folder)
+                    .map_err(|e| format!("cannot create {}: {e}", folder.display()))?,
+            ),
         }
     }
     Ok(folder)
@@ -262,8 +269,11 @@ pub fn make_reachable(locations: &[String], in_dir: &Path, out_dir: &Path) -> st
         let src = in_dir.join(location);
         let dst = out_real.join(location);
         if same_dir || same_file(&src, &dst) {
-            let outcome =
-                if src.is_file() { DataOutcome::AlreadyThere(out_dir.join(location)) } else { DataOutcome::Missing(src) };
+            let outcome = if src.is_file() {
+                DataOutcome::AlreadyThere(out_dir.join(location))
+            } else {
+                DataOutcome::Missing(src)
+            };
             done.outcomes.push(outcome);
             continue;
         }

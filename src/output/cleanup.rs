@@ -73,7 +73,8 @@ pub fn install_signal_handlers() -> io::Result<()> {
             let mut list = registry();
             let removed = remove_all(&mut list);
             let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
-            let note = if removed > 0 { format!("; removed {removed} unfinished output file(s)") } else { String::new() };
+            let note =
+                if removed > 0 { format!("; removed {removed} unfinished output file(s)") } else { String::new() };
             eprintln!("onnx-memsched: interrupted by {name}{note}");
             // The lock stays held until the process is gone.
             std::process::exit(128 + signal);
@@ -278,7 +279,9 @@ mod tests {
 
         let mut list = CreatedList::default();
         list.push(Created::folder(&dir.path().join("sub")).unwrap());
-        list.push(TempFile::new_in(&dir.path().join("sub"), ".x-").unwrap().persist_new(&dir.path().join("sub/new")).unwrap());
+        list.push(
+            TempFile::new_in(&dir.path().join("sub"), ".x-").unwrap().persist_new(&dir.path().join("sub/new")).unwrap(),
+        );
         assert!(dir.path().join("sub/new").exists());
         drop(list);
         assert!(!dir.path().join("sub").exists(), "the copy and then its folder are removed");

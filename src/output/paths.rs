@@ -69,7 +69,8 @@ pub fn resolve(path: &Path) -> Result<Target, WriteError> {
     for _ in 0..MAX_LINKS {
         match fs::symlink_metadata(&current) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                let link = fs::read_link(&current).map_err(|source| WriteError::Io { path: current.clone(), source })?;
+                let link =
+                    fs::read_link(&current).map_err(|source| WriteError::Io { path: current.clone(), source })?;
                 current = folder_of(&current).join(link);
             }
             Ok(meta) if meta.is_dir() => return Err(WriteError::IsFolder(path.to_path_buf())),
@@ -162,7 +163,9 @@ pub fn check_collisions(sources: &[Source], sinks: &[Sink]) -> Result<(), String
         if copy_of.is_some() && copy_of.as_ref() == Some(&key) {
             continue; // the data file is already there: nothing is written
         }
-        if let Some((source, _)) = sources.iter().find(|(s, k)| *k == key && !(s.model_of.is_some() && s.model_of == sink.model_of)) {
+        if let Some((source, _)) =
+            sources.iter().find(|(s, k)| *k == key && !(s.model_of.is_some() && s.model_of == sink.model_of))
+        {
             return Err(format!(
                 "{} ({}) is {} ({}): writing it would destroy an input; choose another path",
                 sink.what,
@@ -207,7 +210,10 @@ mod tests {
             std::os::unix::fs::symlink("link.onnx", dir.path().join("link2.onnx")).unwrap();
             assert_eq!(resolve(&dir.path().join("link2.onnx")).unwrap(), Target::Replace(real.clone()));
             std::os::unix::fs::symlink("new.onnx", dir.path().join("dangling.onnx")).unwrap();
-            assert_eq!(resolve(&dir.path().join("dangling.onnx")).unwrap(), Target::Replace(dir.path().join("new.onnx")));
+            assert_eq!(
+                resolve(&dir.path().join("dangling.onnx")).unwrap(),
+                Target::Replace(dir.path().join("new.onnx"))
+            );
             std::os::unix::fs::symlink("loop", dir.path().join("loop")).unwrap();
             assert!(resolve(&dir.path().join("loop")).is_err());
             assert_eq!(resolve(Path::new("/dev/null")).unwrap(), Target::Direct("/dev/null".into()));
