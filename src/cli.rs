@@ -2,19 +2,16 @@
 //! binary (`src/main.rs`) and the Python package's console script run the
 //! very same code: [`main_with_args`].
 
-use crate::graph::memory::MemoryOptions;
 use crate::onnx::external::{self, DataOutcome};
 use crate::onnx::OnnxFile;
 use crate::output::paths::{Sink, Source};
 use crate::output::{self, Location, Outputs};
-use crate::plan::{plan_with_progress, Target};
+use crate::plan::plan_with_progress;
 use crate::schedule::Scheduler;
 use crate::sizes::isolate::Worker;
-use crate::sizes::SizeOptions;
-use crate::{plot, report, PlanOptions};
+use crate::{plot, report};
 use clap::Parser;
 use std::path::PathBuf;
-use std::time::Duration;
 
 const ABOUT: &str = "Reorder the nodes of an ONNX model for the lowest peak activation memory.";
 

@@ -120,9 +120,6 @@ pub struct IlpSize {
     pub nonzeros: usize,
 }
 
-/// Above this many groups the ILP is not built (its ancestor sets take
-/// `groups^2` bits and no solver here proves such sizes).
-const MAX_GROUPS: usize = 10_000;
 /// Above this many non-zero coefficients the ILP is not built.
 const MAX_NONZEROS: usize = 4_000_000;
 /// Coefficients are scaled so that the total of all tensor bytes is at most this.

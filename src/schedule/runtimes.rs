@@ -266,7 +266,15 @@ pub fn balance(graph: &Graph, opts: &SolveOptions) -> Result<Balanced, SolveErro
 
     // The best order onnxruntime's default mode can be made to run, then the
     // least file-order peak among the files that steer it there.
-    let search_budget = (left() / 3).min(Duration::from_millis(2_000 + 5 * graph.ops.len() as u64));
+    // No order peaks below the lower bound: when the file-order optimum
+    // already makes onnxruntime's default order meet it, there is nothing
+    // to search for.
+    let settled = best_at_target(&candidates).is_some_and(|p| p <= solution.lower_bound);
+    let search_budget = if settled {
+        Duration::ZERO
+    } else {
+        (left() / 3).min(Duration::from_millis(2_000 + 5 * graph.ops.len() as u64))
+    };
     let reachable = ort::search(graph, mem, Instant::now() + search_budget);
     say(&format!("onnxruntime default order: input {} B, best reachable {} B", cap, reachable.peak));
     let steer = |target: &[OpId], budget: Duration, what: &str, candidates: &mut Vec<Candidate>| {
