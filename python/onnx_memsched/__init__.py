@@ -80,7 +80,7 @@ def optimize(
     model: ModelInput,
     *,
     scheduler: str = "auto",
-    target: str = "file-order",
+    target: str = "all-runtimes",
     time_limit: float = 60.0,
     dims: Optional[Mapping[str, int]] = None,
     input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
@@ -96,7 +96,7 @@ def optimize(
         scheduler: ``--scheduler``: ``auto`` (proves optimality where it can)
             or a single method (``input``, ``dfs``, ``bfs``, ``greedy``,
             ``lpmf``, ``liu``, ``dp``, ``ilp``).
-        target: ``--target``: ``file-order`` or ``ort-default``.
+        target: ``--target``: ``all-runtimes`` (the default: the least file-order peak with onnxruntime's default order no worse than the input's), ``file-order`` or ``ort-default``.
         time_limit: ``--time-limit`` in seconds; the best order found is kept.
         dims: ``--dim``: values of symbolic dimensions, e.g. ``{"batch": 8}``.
         input_shapes: ``--input-shape``: e.g. ``{"images": [1, 3, 224, 224]}``.
@@ -130,7 +130,7 @@ def measure(
     model: ModelInput,
     *,
     scheduler: str = "auto",
-    target: str = "file-order",
+    target: str = "all-runtimes",
     time_limit: float = 60.0,
     dims: Optional[Mapping[str, int]] = None,
     input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
