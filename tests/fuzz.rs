@@ -107,8 +107,10 @@ fn check_case(input: &[u8], args: &[String]) -> Result<i32, String> {
         Some(c) => return Err(format!("exit code {c}: {}", first(&stderr))),
         None => return Err(format!("killed by a signal ({}): {}", out.status, first(&stderr))),
     };
-    if stderr.contains("panicked") || stderr.contains("stack backtrace") {
-        let at = stderr.lines().skip_while(|l| !l.contains("panicked")).take(2).collect::<Vec<_>>().join(" | ");
+    // A caught tract panic is carried by the one-line error ("tract
+    // panicked: ..."); Rust's own report says "panicked at".
+    if stderr.contains("panicked at") || stderr.contains("stack backtrace") {
+        let at = stderr.lines().skip_while(|l| !l.contains("panicked at")).take(2).collect::<Vec<_>>().join(" | ");
         return Err(format!("panic text on stderr (exit {code}): {at}"));
     }
     if took > time_limit(args) + WALL_MARGIN {

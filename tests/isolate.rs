@@ -81,7 +81,7 @@ fn run(m: &pb::ModelProto, extra: &[&str]) -> Run {
     let out = tool().args(extra).arg("--dry-run").arg("--report").arg(&report).arg(&input).output().unwrap();
     let seconds = start.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!stderr.contains("panicked"), "panic text on stderr: {stderr}");
+    assert!(!stderr.contains("panicked at"), "panic text on stderr: {stderr}");
     assert!(!stderr.contains("RUST_BACKTRACE"), "panic text on stderr: {stderr}");
     let report = fs::read(&report).ok().map(|b| serde_json::from_slice(&b).unwrap());
     Run { code: out.status.code(), stderr, report, seconds }
@@ -117,22 +117,23 @@ fn if_with_empty_condition() {
         model(vec![iff, node("Relu", "r", &["y"], &["z"])], vec![float_value("x", &[4])], vec![float_any("z")]),
         vec![cond],
     );
+    // tract never analyses an If (the tool sizes each branch on its own and
+    // takes the larger), so the empty condition cannot reach tract's If
+    // inference: the run succeeds with exact figures: x and y (16 B each)
+    // live at the If's step, y and z at the Relu's.
     let r = run(&m, &["--time-limit", "10"]);
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
-    let line = error_line(&r);
-    assert!(line.contains("`y`") && line.contains("If \"iff\""), "{line}");
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.seconds < 15.0, "took {} s", r.seconds);
+    let report = r.report.unwrap();
+    assert_eq!(report["peak_bytes_before"], 32, "{report}");
+    assert_eq!(report["peak_bytes_after"], 32, "{report}");
 
-    // With value_info for `y`, the run succeeds; `z` is inferred by tract
-    // from it (Relu keeps the shape): x, y, z of 16 bytes each.
+    // With value_info for `y` the figures are the same.
     let mut m = m;
     m.graph.as_mut().unwrap().value_info.push(float_value("y", &[4]));
     let r = run(&m, &["--time-limit", "10"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let report = r.report.unwrap();
-    assert_eq!(report["peak_bytes_before"], 32, "{report}");
-    let assumptions = report["assumptions"].to_string();
-    assert!(assumptions.contains("value_info") && assumptions.contains("crashed"), "{assumptions}");
+    assert_eq!(r.report.unwrap()["peak_bytes_before"], 32);
 }
 
 /// Item 2 and 5: `GatherND` with scalar indices makes tract's rule solver

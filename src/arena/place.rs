@@ -84,8 +84,39 @@ pub fn lower_bound(buffers: &[Buffer]) -> u64 {
     best as u64
 }
 
+/// Most pairs of buffers sharing a step for which [`plan`] builds adjacency
+/// lists (4 bytes each, twice); above it (a node reading tens of thousands
+/// of live tensors) placement scans the placed buffers instead, in constant
+/// extra memory, and only greedy-by-size runs.
+pub const MAX_CONFLICTS: usize = 4_000_000;
+
+/// How many pairs of buffers share a step (stops counting past `cap`).
+fn conflict_count(buffers: &[Buffer], cap: usize) -> usize {
+    let mut events: Vec<(usize, bool)> = Vec::with_capacity(buffers.len() * 2);
+    for b in buffers {
+        events.push((b.first, false));
+        events.push((b.last, true));
+    }
+    // Starts before ends at the same step: they share it.
+    events.sort_unstable();
+    let (mut live, mut pairs) = (0usize, 0usize);
+    for (_, end) in events {
+        if end {
+            live -= 1;
+        } else {
+            pairs += live;
+            live += 1;
+            if pairs > cap {
+                return pairs;
+            }
+        }
+    }
+    pairs
+}
+
 /// Which buffers share a step with which, as adjacency lists (each buffer's
-/// neighbours in increasing index). Built by a sweep over the steps.
+/// neighbours in increasing index). Built by a sweep over the steps; its
+/// memory grows with the number of such pairs (see [`MAX_CONFLICTS`]).
 pub fn conflicts(buffers: &[Buffer]) -> Vec<Vec<u32>> {
     let mut by_first: Vec<usize> = (0..buffers.len()).collect();
     by_first.sort_by_key(|&i| (buffers[i].first, i));
@@ -136,10 +167,22 @@ fn lowest_fit(
         return 0;
     }
     taken.clear();
-    for &j in &adjacency[i] {
-        let o = offsets[j as usize];
-        if o != u64::MAX && buffers[j as usize].size > 0 {
-            taken.push((o, o + buffers[j as usize].size));
+    let mut add = |j: usize| {
+        let o = offsets[j];
+        if o != u64::MAX && buffers[j].size > 0 {
+            taken.push((o, o + buffers[j].size));
+        }
+    };
+    if adjacency.is_empty() && buffers.len() > 1 {
+        // No lists (too many conflicts to keep): scan every placed buffer.
+        for (j, b) in buffers.iter().enumerate() {
+            if j != i && b.overlaps_in_time(&buffers[i]) {
+                add(j);
+            }
+        }
+    } else {
+        for &j in &adjacency[i] {
+            add(j as usize);
         }
     }
     taken.sort_unstable();
@@ -156,7 +199,8 @@ fn lowest_fit(
 /// TFLite Micro's greedy-by-size planner: the largest buffer first (ties in
 /// index order), each at the lowest offset that fits (first fit).
 pub fn greedy_by_size(buffers: &[Buffer]) -> Placement {
-    let adjacency = conflicts(buffers);
+    let adjacency =
+        if conflict_count(buffers, MAX_CONFLICTS) > MAX_CONFLICTS { Vec::new() } else { conflicts(buffers) };
     let mut order: Vec<usize> = (0..buffers.len()).collect();
     order.sort_by_key(|&i| (std::cmp::Reverse(buffers[i].size), i));
     Placement { method: "greedy-by-size", ..place_in_order(buffers, &adjacency, &order) }
@@ -182,29 +226,37 @@ pub fn validate(buffers: &[Buffer], placement: &Placement, alignment: u64) -> Re
             return Err(format!("buffer {i} has an empty lifetime {}..={}", b.first, b.last));
         }
     }
-    // At every step, the live buffers sorted by offset must not overlap.
-    let steps = buffers.iter().map(|b| b.last + 1).max().unwrap_or(0);
-    let mut starting: Vec<Vec<usize>> = vec![Vec::new(); steps];
-    for (i, b) in buffers.iter().enumerate() {
-        if b.size > 0 {
-            starting[b.first].push(i);
+    // Sweep over the steps keeping the live buffers by offset. They never
+    // overlap (checked on entry), so a buffer entering overlaps one of them
+    // exactly when it overlaps its neighbour below or above in offset order.
+    let mut entering: Vec<usize> = (0..buffers.len()).filter(|&i| buffers[i].size > 0).collect();
+    entering.sort_by_key(|&i| (buffers[i].first, i));
+    let mut leaving = entering.clone();
+    leaving.sort_by_key(|&i| (buffers[i].last, i));
+    let mut live: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+    let mut out = 0;
+    for &i in &entering {
+        let step = buffers[i].first;
+        while out < leaving.len() && buffers[leaving[out]].last < step {
+            let j = leaving[out];
+            if live.get(&placement.offsets[j]) == Some(&j) {
+                live.remove(&placement.offsets[j]);
+            }
+            out += 1;
         }
-    }
-    let mut live: Vec<usize> = Vec::new();
-    for (step, new) in starting.iter().enumerate() {
-        live.retain(|&i| buffers[i].last >= step);
-        live.extend(new);
-        let mut spans: Vec<(u64, u64, usize)> =
-            live.iter().map(|&i| (placement.offsets[i], placement.offsets[i] + buffers[i].size, i)).collect();
-        spans.sort_unstable();
-        for w in spans.windows(2) {
-            if w[0].1 > w[1].0 {
+        let (start, end) = (placement.offsets[i], placement.offsets[i] + buffers[i].size);
+        let below = live.range(..=start).next_back();
+        let above = live.range(start..).next();
+        for (&o, &j) in below.into_iter().chain(above) {
+            if o < end && start < o + buffers[j].size {
                 return Err(format!(
-                    "buffers {} and {} are both live at step {step} and overlap at [{}, {})",
-                    w[0].2, w[1].2, w[1].0, w[0].1
+                    "buffers {j} and {i} are both live at step {step} and overlap at [{}, {})",
+                    start.max(o),
+                    end.min(o + buffers[j].size)
                 ));
             }
         }
+        live.insert(start, i);
     }
     Ok(())
 }
@@ -225,6 +277,9 @@ pub struct Effort {
 /// [`greedy_by_size`].
 pub fn plan(buffers: &[Buffer], effort: Effort) -> Placement {
     let bound = lower_bound(buffers);
+    if conflict_count(buffers, MAX_CONFLICTS) > MAX_CONFLICTS {
+        return greedy_by_size(buffers);
+    }
     let adjacency = conflicts(buffers);
     let n = buffers.len();
     let key_orders: [(&'static str, Box<dyn Fn(usize) -> (u64, u64, usize)>); 5] = [
@@ -590,6 +645,19 @@ mod tests {
         // The generator must produce cases where greedy-by-size is not optimal,
         // or this test would not show that the search adds anything.
         assert!(below_greedy > 0);
+    }
+
+    #[test]
+    fn many_conflicts_use_no_adjacency_lists_and_stay_valid() {
+        // 3,000 buffers alive together: 4.5 million pairs, above the cap.
+        let b: Vec<Buffer> =
+            (0..3000).map(|i| Buffer { size: 64 * (1 + (i % 5) as u64), first: i % 7, last: 10 }).collect();
+        assert!(conflict_count(&b, MAX_CONFLICTS) > MAX_CONFLICTS);
+        let p = plan(&b, effort(50));
+        validate(&b, &p, 64).unwrap();
+        // All live at step 10: the bound is the total, and first fit meets it.
+        assert_eq!(p.arena, lower_bound(&b));
+        assert_eq!(p.arena, b.iter().map(|b| b.size).sum::<u64>());
     }
 
     #[test]

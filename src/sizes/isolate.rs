@@ -657,7 +657,11 @@ mod tests {
         );
         s.tensors
             .insert("b".into(), TensorSize { elem_type: 7, shape: vec![], bytes: 8, source: SizeSource::ValueInfo });
+        s.tensors.insert("c".into(), TensorSize { elem_type: 1, shape: vec![3], bytes: 12, source: SizeSource::Rule });
+        s.tensors
+            .insert("d".into(), TensorSize { elem_type: 7, shape: vec![5], bytes: 40, source: SizeSource::UnknownDim });
         s.assumptions.push("symbol `n` unbound".into());
+        s.unknown_dim = Some(crate::sizes::UnknownDimUse { value: 5, tensors: vec!["d".into()], derived: 1 });
         s
     }
 
@@ -674,8 +678,10 @@ mod tests {
                 node_name: "n".into(),
                 op_type: "If".into(),
                 reason: "r".into(),
+                advice: "a".into(),
                 more: 2,
             },
+            SizeError::ConflictingDim { symbol: "s".into(), first: "16 by --dim s=16".into(), second: "8".into() },
             SizeError::Overflow {
                 tensor: "y".into(),
                 node_index: 0,
@@ -702,7 +708,11 @@ mod tests {
         assert!(err.contains("protocol"), "{err}");
         assert!(decode_answer(b"hello").is_err());
 
-        let opts = SizeOptions { dims: vec![("n".into(), 3)], input_shapes: vec![("x".into(), vec![1, 2])] };
+        let opts = SizeOptions {
+            dims: vec![("n".into(), 3)],
+            input_shapes: vec![("x".into(), vec![1, 2])],
+            unknown_dim: Some(7),
+        };
         let model = pb::ModelProto::default().encode_to_vec();
         let mut request = encode_request(model.len(), &opts, &TractUse::Hiding(vec![(4, "why".into())]));
         request.extend(&model);
