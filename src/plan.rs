@@ -214,7 +214,11 @@ pub fn plan_with_progress(
     };
     let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
     let mut notes = Vec::new();
-    let (before_order, order, file_order, method, stats, proved, lower_bound) = match opts.target {
+    // `--scheduler input` keeps the file as it is (its stable sort when
+    // unsorted), whatever the target: nothing is steered or moved.
+    let keep_input = opts.scheduler == Scheduler::Input;
+    let target = if keep_input && opts.target == Target::AllRuntimes { Target::FileOrder } else { opts.target };
+    let (before_order, order, file_order, method, stats, proved, lower_bound) = match target {
         Target::AllRuntimes => {
             let found = runtimes::balance(&graph, &solve_opts).map_err(|e| internal(e.to_string()))?;
             topo::check_order(&graph, &found.file).map_err(&internal)?;
@@ -232,7 +236,7 @@ pub fn plan_with_progress(
             // Shape/Size nodes where onnxruntime PRIORITY_BASED runs them,
             // when that costs nothing: then it runs the file as written.
             let order = match runtimes::priority_order(&graph, &solution.order) {
-                Some(moved) if evaluate(&graph, &moved, &opts.memory).peak <= solution.peak => moved,
+                Some(moved) if !keep_input && evaluate(&graph, &moved, &opts.memory).peak <= solution.peak => moved,
                 _ => solution.order,
             };
             let bound = solution.lower_bound;
