@@ -15,6 +15,7 @@
 
 mod common;
 
+use common::onnx_models::{self, bytes, float_value as value};
 use common::{all_memory_options, random_graph, Rng};
 use onnx_memsched::graph::bounds::{lb1, lb2, lb2_per_op, per_op, Reachability};
 use onnx_memsched::graph::{topo, OpId};
@@ -97,28 +98,6 @@ fn lb2_of_an_invalid_order_falls_back_to_lb1() {
 // ---------------------------------------------------------------------------
 // The real binary at scale.
 
-fn value(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
-    pb::ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| pb::tensor_shape_proto::Dimension {
-                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn node(op: &str, inputs: &[String], output: &str) -> pb::NodeProto {
     pb::NodeProto {
         op_type: Some(op.into()),
@@ -129,20 +108,9 @@ fn node(op: &str, inputs: &[String], output: &str) -> pb::NodeProto {
     }
 }
 
+/// A model reading `x` (1x16 floats) and writing `output`, as bytes.
 fn model(nodes: Vec<pb::NodeProto>, output: pb::ValueInfoProto) -> Vec<u8> {
-    pb::ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
-        graph: Some(pb::GraphProto {
-            name: Some("scale".into()),
-            node: nodes,
-            input: vec![value("x", &[1, 16])],
-            output: vec![output],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    bytes(&onnx_models::model(nodes, vec![value("x", &[1, 16])], vec![output]))
 }
 
 /// `n` Relu ops in a line.
