@@ -4,7 +4,7 @@
 mod common;
 
 use assert_cmd::Command;
-use common::onnx_models::{bytes, diamond, float_value, model, node};
+use common::onnx_models::{bytes, diamond, float_value, model, node, with_external_weight};
 use onnx_memsched::onnx::pb;
 use prost::Message;
 use std::fs;
@@ -201,26 +201,6 @@ fn usage_errors_exit_2() {
     tool().args(["--input-shape", "x=1xq", "a.onnx", "b.onnx"]).assert().code(2);
 }
 
-fn with_external_weight(location: &str) -> pb::ModelProto {
-    let mut m = model(
-        vec![node("Add", "add", &["x", "w"], &["y"])],
-        vec![float_value("x", &[1, 4])],
-        vec![float_value("y", &[1, 4])],
-    );
-    m.graph.as_mut().unwrap().initializer.push(pb::TensorProto {
-        name: Some("w".into()),
-        dims: vec![1, 4],
-        data_type: Some(pb::tensor_proto::DataType::Float as i32),
-        data_location: Some(pb::tensor_proto::DataLocation::External as i32),
-        external_data: vec![
-            pb::StringStringEntryProto { key: Some("location".into()), value: Some(location.into()) },
-            pb::StringStringEntryProto { key: Some("offset".into()), value: Some("0".into()) },
-            pb::StringStringEntryProto { key: Some("length".into()), value: Some("16".into()) },
-        ],
-        ..Default::default()
-    });
-    m
-}
 
 #[test]
 fn missing_external_data_warns_but_succeeds() {

@@ -8,7 +8,7 @@
 mod common;
 
 use assert_cmd::Command;
-use common::onnx_models::{bytes, diamond, float_value, fork_join, model, node};
+use common::onnx_models::{bytes, diamond, fork_join, with_external_weight};
 use onnx_memsched::onnx::pb;
 use prost::Message;
 use std::collections::BTreeSet;
@@ -56,27 +56,6 @@ fn mkfifo(path: &Path) {
     assert!(ok, "mkfifo {}", path.display());
 }
 
-/// `y = x + w` with the weight `w` (16 bytes) in the external data file `location`.
-fn with_external_weight(location: &str) -> pb::ModelProto {
-    let mut m = model(
-        vec![node("Add", "add", &["x", "w"], &["y"])],
-        vec![float_value("x", &[1, 4])],
-        vec![float_value("y", &[1, 4])],
-    );
-    m.graph.as_mut().unwrap().initializer.push(pb::TensorProto {
-        name: Some("w".into()),
-        dims: vec![1, 4],
-        data_type: Some(pb::tensor_proto::DataType::Float as i32),
-        data_location: Some(pb::tensor_proto::DataLocation::External as i32),
-        external_data: vec![
-            pb::StringStringEntryProto { key: Some("location".into()), value: Some(location.into()) },
-            pb::StringStringEntryProto { key: Some("offset".into()), value: Some("0".into()) },
-            pb::StringStringEntryProto { key: Some("length".into()), value: Some("16".into()) },
-        ],
-        ..Default::default()
-    });
-    m
-}
 
 fn write(path: &Path, data: &[u8]) -> PathBuf {
     fs::write(path, data).unwrap();
