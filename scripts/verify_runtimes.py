@@ -3,7 +3,7 @@
 
 Usage:
     python scripts/verify_runtimes.py --tool target/release/onnx-memsched
-        --predict target/release/examples/ort_predict --peak-py ../shared/corpus/peak.py
+        --predict target/debug/examples/ort_predict --peak-py ../shared/corpus/peak.py
         [--materialize-script ../shared/corpus/materialize.py] [--tool-arg=ARG]... MODEL...
 
 For every model: `tool -q --report R MODEL OUT` (default target, plus any
