@@ -129,8 +129,7 @@ impl Planned {
     /// The model's bytes with its nodes in the plan's file order: what the
     /// CLI writes.
     pub fn reordered(&self) -> Vec<u8> {
-        let order: Vec<usize> = self.plan.file_order.iter().map(|v| v.index()).collect();
-        self.file.with_order(&order)
+        self.plan.rewrite(&self.file)
     }
 }
 

@@ -482,8 +482,7 @@ fn run(
     let verdict = verdict(cli, &plan);
     let mut written = None;
     if let (Some(to), None) = (&to, &verdict) {
-        let order: Vec<usize> = plan.file_order.iter().map(|v| v.index()).collect();
-        let out_bytes = file.with_order(&order);
+        let out_bytes = plan.rewrite(&file);
         outputs.add_model(out_bytes, &file.model, &from, to).map_err(|e| e.to_string())?;
         written = Some(to.display("<stdout>"));
     }

@@ -1,5 +1,6 @@
 //! From a parsed model to a checked schedule with its certificate.
 
+use crate::bodies;
 use crate::graph::memory::{evaluate, MemoryOptions, Profile};
 use crate::graph::{self, topo, BuildError, Graph, OpId, TensorKind};
 use crate::onnx::OnnxFile;
@@ -159,6 +160,25 @@ pub struct Plan {
     pub runtimes: RuntimeFigures,
     /// What the target gave up and why, one sentence each (empty when nothing).
     pub notes: Vec<String>,
+    /// The plan of every control-flow body (If branches, Loop and Scan
+    /// bodies, at any depth), inner bodies first; their peaks are part of
+    /// `before` and `after` (see [`crate::bodies`]).
+    pub bodies: Vec<bodies::BodyPlan>,
+}
+
+impl Plan {
+    /// The bytes to write: `file` with its nodes in [`Plan::file_order`] and
+    /// every body whose order changed in its new order; all else unchanged.
+    pub fn rewrite(&self, file: &OnnxFile) -> Vec<u8> {
+        let order: Vec<usize> = self.file_order.iter().map(|v| v.index()).collect();
+        let bodies: Vec<(crate::onnx::BodyPath, Vec<usize>)> = self
+            .bodies
+            .iter()
+            .filter(|b| b.changed)
+            .map(|b| (b.path.clone(), b.file_order.iter().map(|v| v.index()).collect()))
+            .collect();
+        file.with_orders(&order, &bodies)
+    }
 }
 
 /// Every runtime's peak before and after the rewrite.
@@ -202,6 +222,15 @@ pub fn plan_with_progress(
             tensor.bytes = sizes.tensors.get(&tensor.name).map_or(0, |s| s.bytes);
         }
     }
+    // Control-flow bodies first: each is scheduled on its own, and its peak
+    // becomes an extra of its node's step in the graph scheduled below.
+    let body_deadline = Instant::now() + bodies::budget(search_budget(opts.time_limit, start));
+    let rewritable = |path: &[crate::onnx::BodyStep]| file.body(path).is_some();
+    let body_opts = bodies::BodyOptions { plan: opts, deadline: body_deadline };
+    let found = bodies::plan_bodies(&file.model, &sizes, &graph, &[], "", &rewritable, &body_opts)?;
+    let runtime = bodies::Runtime::of_target(opts.target);
+    let base = graph;
+    let graph = bodies::with_costs(&base, &found.costs, runtime, true);
     let weight_bytes = weight_bytes(file, &sizes);
     let file_sorted = input_order.iter().enumerate().all(|(i, v)| v.index() == i);
     let solve_opts = SolveOptions {
@@ -212,70 +241,14 @@ pub fn plan_with_progress(
         progress,
         gap: opts.gap,
     };
-    let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
-    let mut notes = Vec::new();
-    // `--scheduler input` keeps the file as it is (its stable sort when
-    // unsorted), whatever the target: nothing is steered or moved.
-    let keep_input = opts.scheduler == Scheduler::Input;
-    let target = if keep_input && opts.target == Target::AllRuntimes { Target::FileOrder } else { opts.target };
-    let (before_order, order, file_order, method, stats, proved, lower_bound) = match target {
-        Target::AllRuntimes => {
-            let found = runtimes::balance(&graph, &solve_opts).map_err(|e| internal(e.to_string()))?;
-            topo::check_order(&graph, &found.file).map_err(&internal)?;
-            notes = found.notes;
-            let file = found.file;
-            (input_order.clone(), file.clone(), file, found.method, found.stats, found.optimal, found.lower_bound)
-        }
-        Target::FileOrder => {
-            let solution = driver::solve(&graph, &solve_opts).map_err(|e| internal(e.to_string()))?;
-            topo::check_order(&graph, &solution.order).map_err(&internal)?;
-            let claimed = evaluate(&graph, &solution.order, &opts.memory).peak;
-            if claimed != solution.peak {
-                return Err(internal(format!("claimed peak {} but the order peaks at {claimed}", solution.peak)));
-            }
-            // Shape/Size nodes where onnxruntime PRIORITY_BASED runs them,
-            // when that costs nothing: then it runs the file as written.
-            let order = match runtimes::priority_order(&graph, &solution.order) {
-                Some(moved) if !keep_input && evaluate(&graph, &moved, &opts.memory).peak <= solution.peak => moved,
-                _ => solution.order,
-            };
-            let bound = solution.lower_bound;
-            (input_order.clone(), order.clone(), order, solution.method, solution.stats, solution.optimal, bound)
-        }
-        Target::OrtDefault => {
-            // What onnxruntime runs for the file as it is (an unsorted file
-            // is read in its own order, which a sorted file may not reproduce).
-            let before_order =
-                ort::predict_for_file(&graph, &(0..graph.ops.len() as u32).map(OpId).collect::<Vec<_>>())
-                    .unwrap_or_else(|| ort::predict(&graph));
-            let (order, method) = match opts.scheduler {
-                Scheduler::Input => (ort::predict(&graph), "ort-default of the input order".to_string()),
-                _ => {
-                    // Random restarts run until their deadline; past a few
-                    // seconds they rarely pay, so unless the user asks for
-                    // less, the search gets 5 s plus 10 ms per op.
-                    let cap = Duration::from_millis(5_000 + 10 * graph.ops.len() as u64);
-                    let budget = search_budget(opts.time_limit, start)
-                        .saturating_sub(arena_budget(opts.time_limit, graph.ops.len()))
-                        .min(cap);
-                    let found = ort::search(&graph, &opts.memory, Instant::now() + budget);
-                    let proof = if found.proved_best { ", proved best reachable" } else { "" };
-                    (found.order, format!("ort-reachable ({}{proof})", found.method))
-                }
-            };
-            let file_order = ort::file_order_for_memory(&graph, &order, &opts.memory)
-                .ok_or_else(|| internal("no file order makes onnxruntime run the chosen schedule".into()))?;
-            topo::check_order(&graph, &file_order).map_err(&internal)?;
-            if ort::predict_for_file(&graph, &file_order).as_ref() != Some(&order) {
-                return Err(internal("the written file would not make onnxruntime run the chosen schedule".into()));
-            }
-            let bound = driver::global_lower_bound(&graph, &input_order, &opts.memory);
-            (before_order, order, file_order, method, SolveStats::default(), false, bound)
-        }
-    };
-    let before = evaluate(&graph, &before_order, &opts.memory);
+    let search_time =
+        search_budget(opts.time_limit, start).saturating_sub(arena_budget(opts.time_limit, graph.ops.len()));
+    let Scheduled { before_order, order, file_order, method, stats, proved, lower_bound, notes } =
+        schedule_for_target(&graph, &input_order, opts, &solve_opts, search_time)?;
+    let before = evaluate(&bodies::with_costs(&base, &found.costs, runtime, false), &before_order, &opts.memory);
     let after = evaluate(&graph, &order, &opts.memory);
-    let optimal = proved || after.peak <= lower_bound;
+    let bodies_proved = found.plans.iter().all(|b| b.optimal);
+    let optimal = (proved || after.peak <= lower_bound) && bodies_proved;
     let arena_deadline = Instant::now() + arena_budget(opts.time_limit, graph.ops.len());
     let arena = crate::arena::plan_memory(&graph, &order, &opts.memory, opts.alignment, arena_deadline)
         .map_err(|e| PlanError::Internal(e.to_string()))?;
@@ -285,12 +258,25 @@ pub fn plan_with_progress(
     if !file_sorted {
         assumptions.push("the file's nodes were not topologically sorted: the input order is their stable sort".into());
     }
-    let identity: Vec<OpId> = graph.op_ids().collect();
-    let figures = |file: &[OpId]| {
-        runtimes::runtime_peaks(&graph, file, &opts.memory)
+    if found
+        .plans
+        .iter()
+        .any(|b| b.path.last().is_some_and(|s| s.attribute == "then_branch" || s.attribute == "else_branch"))
+    {
+        assumptions.push(
+            "an If node's step counts the larger of its two branches (which one runs is not known before running)"
+                .into(),
+        );
+    }
+    assumptions.extend(found.assumptions.iter().cloned());
+    assumptions.extend(found.uncounted.iter().cloned());
+    let identity: Vec<OpId> = base.op_ids().collect();
+    let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
+    let figures = |file: &[OpId], after: bool| {
+        bodies::runtime_peaks(&base, &found.costs, after, file, &opts.memory)
             .ok_or_else(|| internal("the runtimes' orders do not cover the graph".into()))
     };
-    let runtimes = RuntimeFigures { before: figures(&identity)?, after: figures(&file_order)? };
+    let runtimes = RuntimeFigures { before: figures(&identity, false)?, after: figures(&file_order, true)? };
     Ok(Plan {
         graph,
         input_order,
@@ -314,7 +300,99 @@ pub fn plan_with_progress(
         seconds: start.elapsed().as_secs_f64(),
         runtimes,
         notes,
+        bodies: found.plans,
     })
+}
+
+/// What [`schedule_for_target`] chose for one graph (the top level or a body).
+pub(crate) struct Scheduled {
+    /// The order the target executes for the input file.
+    pub before_order: Vec<OpId>,
+    /// The order the target executes for the written file.
+    pub order: Vec<OpId>,
+    /// The node order to write.
+    pub file_order: Vec<OpId>,
+    /// What produced the order.
+    pub method: String,
+    /// Search counters.
+    pub stats: SolveStats,
+    /// Whether the search proved the order's peak the least.
+    pub proved: bool,
+    /// No order peaks below this.
+    pub lower_bound: u64,
+    /// What the target gave up and why.
+    pub notes: Vec<String>,
+}
+
+/// Schedules `graph` for `opts.target` (its orders checked): the one place
+/// that maps a target to a search, for the top-level graph and for every
+/// control-flow body alike. `search_time` caps onnxruntime's search.
+pub(crate) fn schedule_for_target(
+    graph: &Graph,
+    input_order: &[OpId],
+    opts: &PlanOptions,
+    solve_opts: &SolveOptions,
+    search_time: Duration,
+) -> Result<Scheduled, PlanError> {
+    let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
+    let mut notes = Vec::new();
+    // `--scheduler input` keeps the file as it is (its stable sort when
+    // unsorted), whatever the target: nothing is steered or moved.
+    let keep_input = opts.scheduler == Scheduler::Input;
+    let target = if keep_input && opts.target == Target::AllRuntimes { Target::FileOrder } else { opts.target };
+    let (before_order, order, file_order, method, stats, proved, lower_bound) = match target {
+        Target::AllRuntimes => {
+            let found = runtimes::balance(graph, solve_opts).map_err(|e| internal(e.to_string()))?;
+            topo::check_order(graph, &found.file).map_err(&internal)?;
+            notes = found.notes;
+            let file = found.file;
+            (input_order.to_vec(), file.clone(), file, found.method, found.stats, found.optimal, found.lower_bound)
+        }
+        Target::FileOrder => {
+            let solution = driver::solve(graph, solve_opts).map_err(|e| internal(e.to_string()))?;
+            topo::check_order(graph, &solution.order).map_err(&internal)?;
+            let claimed = evaluate(graph, &solution.order, &opts.memory).peak;
+            if claimed != solution.peak {
+                return Err(internal(format!("claimed peak {} but the order peaks at {claimed}", solution.peak)));
+            }
+            // Shape/Size nodes where onnxruntime PRIORITY_BASED runs them,
+            // when that costs nothing: then it runs the file as written.
+            let order = match runtimes::priority_order(graph, &solution.order) {
+                Some(moved) if !keep_input && evaluate(graph, &moved, &opts.memory).peak <= solution.peak => moved,
+                _ => solution.order,
+            };
+            let bound = solution.lower_bound;
+            (input_order.to_vec(), order.clone(), order, solution.method, solution.stats, solution.optimal, bound)
+        }
+        Target::OrtDefault => {
+            // What onnxruntime runs for the file as it is (an unsorted file
+            // is read in its own order, which a sorted file may not reproduce).
+            let before_order = ort::predict_for_file(graph, &(0..graph.ops.len() as u32).map(OpId).collect::<Vec<_>>())
+                .unwrap_or_else(|| ort::predict(graph));
+            let (order, method) = match opts.scheduler {
+                Scheduler::Input => (ort::predict(graph), "ort-default of the input order".to_string()),
+                _ => {
+                    // Random restarts run until their deadline; past a few
+                    // seconds they rarely pay, so unless the user asks for
+                    // less, the search gets 5 s plus 10 ms per op.
+                    let cap = Duration::from_millis(5_000 + 10 * graph.ops.len() as u64);
+                    let budget = search_time.min(cap);
+                    let found = ort::search(graph, &opts.memory, Instant::now() + budget);
+                    let proof = if found.proved_best { ", proved best reachable" } else { "" };
+                    (found.order, format!("ort-reachable ({}{proof})", found.method))
+                }
+            };
+            let file_order = ort::file_order_for_memory(graph, &order, &opts.memory)
+                .ok_or_else(|| internal("no file order makes onnxruntime run the chosen schedule".into()))?;
+            topo::check_order(graph, &file_order).map_err(&internal)?;
+            if ort::predict_for_file(graph, &file_order).as_ref() != Some(&order) {
+                return Err(internal("the written file would not make onnxruntime run the chosen schedule".into()));
+            }
+            let bound = driver::global_lower_bound(graph, input_order, &opts.memory);
+            (before_order, order, file_order, method, SolveStats::default(), false, bound)
+        }
+    };
+    Ok(Scheduled { before_order, order, file_order, method, stats, proved, lower_bound, notes })
 }
 
 /// What is left of the time limit for the search: the limit covers the

@@ -104,6 +104,7 @@ pub fn summary(model_name: &str, plan: &Plan) -> String {
     s += &arena_line(plan);
     s += &format!("  weights            {:>11} (not counted)\n", human_bytes(plan.weight_bytes));
     s += &runtime_lines(plan);
+    s += &body_lines(plan);
     for a in &plan.assumptions {
         s += &format!("  assumed: {a}\n");
     }
@@ -180,6 +181,62 @@ pub fn one_line(model_name: &str, plan: &Plan) -> String {
     )
 }
 
+/// One line per control-flow body whose order changed, and one saying how
+/// many bodies were counted and kept.
+fn body_lines(plan: &Plan) -> String {
+    let mut s = String::new();
+    for b in plan.bodies.iter().filter(|b| b.changed) {
+        let verdict =
+            if b.optimal { "optimal".to_string() } else { format!("lower bound {} B", grouped(b.lower_bound)) };
+        s += &format!(
+            "  body {}: peak {} -> {} ({} -> {} B; {verdict})\n",
+            b.name,
+            human_bytes(b.peak_before),
+            human_bytes(b.peak_after),
+            grouped(b.peak_before),
+            grouped(b.peak_after)
+        );
+    }
+    let kept = plan.bodies.iter().filter(|b| !b.changed).count();
+    if kept > 0 {
+        s += &format!(
+            "  bodies: {} counted, {kept} kept in their order{}\n",
+            plan.bodies.len(),
+            if plan.bodies.iter().all(|b| b.optimal) { " (every body's order is optimal)" } else { "" }
+        );
+    }
+    s
+}
+
+/// The `bodies` list of the JSON report: every control-flow body, inner
+/// bodies first.
+fn bodies_json(plan: &Plan) -> serde_json::Value {
+    plan.bodies
+        .iter()
+        .map(|b| {
+            let path: Vec<serde_json::Value> =
+                b.path.iter().map(|s| json!({"node_index": s.node, "attribute": s.attribute})).collect();
+            json!({
+                "body": b.name,
+                "path": path,
+                "attribute": b.path.last().map(|s| s.attribute.clone()),
+                "nodes": b.graph.ops.len(),
+                "peak_bytes_before": b.peak_before,
+                "peak_bytes_after": b.peak_after,
+                "lower_bound_bytes": b.lower_bound,
+                "optimal": b.optimal,
+                "changed": b.changed,
+                "method": b.method,
+                "runtimes": {
+                    "file-order": {"before": b.before.file_order, "after": b.after.file_order},
+                    "ort-priority-based": {"before": b.before.ort_priority, "after": b.after.ort_priority},
+                    "ort-default": {"before": b.before.ort_default, "after": b.after.ort_default},
+                },
+            })
+        })
+        .collect()
+}
+
 /// The JSON report (`--report FILE.json`).
 pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json::Value {
     let g = &plan.graph;
@@ -223,6 +280,7 @@ pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json:
             "ort-default": {"before": plan.runtimes.before.ort_default, "after": plan.runtimes.after.ort_default},
         },
         "notes": plan.notes,
+        "bodies": bodies_json(plan),
         "unknown_dim": plan.unknown_dim.as_ref().map(|u| json!({
             "value": u.value,
             "tensors": u.tensors.len(),

@@ -8,6 +8,12 @@
 //! records permuted and every other byte as it was. The output has exactly
 //! the input's size, and the graph's length prefix stays valid because the
 //! records only trade places.
+//!
+//! Control-flow bodies (the graphs in a node's attributes: If branches, Loop
+//! and Scan bodies, at any depth) get the same treatment: the reader records
+//! the span of every node record inside each body ([`OnnxFile::bodies`]), and
+//! [`OnnxFile::with_orders`] permutes them in place too, deepest first, so a
+//! body moved with its node still carries its own new order.
 
 pub mod external;
 pub mod wire;
@@ -24,6 +30,37 @@ pub mod pb {
 const MODEL_GRAPH_FIELD: u32 = 7;
 /// Field number of `GraphProto.node`.
 const GRAPH_NODE_FIELD: u32 = 1;
+/// Field number of `NodeProto.attribute`.
+const NODE_ATTRIBUTE_FIELD: u32 = 5;
+/// Field number of `AttributeProto.name`.
+const ATTRIBUTE_NAME_FIELD: u32 = 1;
+/// Field number of `AttributeProto.g` (a single graph).
+const ATTRIBUTE_GRAPH_FIELD: u32 = 6;
+
+/// One step from a graph into a body: the node at `node` (its position in
+/// its graph's `node` list) and the name of its graph attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BodyStep {
+    /// Position of the control-flow node in its graph's `node` list.
+    pub node: usize,
+    /// Name of the attribute that holds the body (`then_branch`, `body`, ...).
+    pub attribute: String,
+}
+
+/// Where a body sits: the steps from the top-level graph, outermost first.
+/// `[{node: 5, attribute: "then_branch"}]` is the then branch of the sixth
+/// top-level node.
+pub type BodyPath = Vec<BodyStep>;
+
+/// The node records of one body graph (a graph-valued attribute `g` of a
+/// node, at any depth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyRecords {
+    /// Where the body is.
+    pub path: BodyPath,
+    /// Byte span of each of the body's node records, in its file order.
+    pub node_records: Vec<Range<usize>>,
+}
 
 /// Why bytes are not an ONNX model this tool can rewrite.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +101,11 @@ pub struct OnnxFile {
     pub model: pb::ModelProto,
     /// Byte span of each `graph.node` record (tag to end of payload), in file order.
     pub node_records: Vec<Range<usize>>,
+    /// The node records of every body whose layout on the wire matches the
+    /// decoded model (one `g` field per attribute, as every exporter writes),
+    /// outer bodies before the bodies inside them. A body missing here keeps
+    /// its order when the file is written.
+    pub bodies: Vec<BodyRecords>,
 }
 
 impl OnnxFile {
@@ -92,7 +134,16 @@ impl OnnxFile {
         if decoded != node_records.len() {
             return Err(ReadError::NodeCountMismatch { records: node_records.len(), decoded });
         }
-        Ok(OnnxFile { bytes, model, node_records })
+        let mut bodies = Vec::new();
+        if let Some(g) = model.graph.as_ref() {
+            find_bodies(&bytes, &node_records, g, &Vec::new(), &mut bodies);
+        }
+        Ok(OnnxFile { bytes, model, node_records, bodies })
+    }
+
+    /// The node records of the body at `path`, if the reader found them.
+    pub fn body(&self, path: &[BodyStep]) -> Option<&BodyRecords> {
+        self.bodies.iter().find(|b| b.path == path)
     }
 
     /// The top-level graph (parse guarantees there is one).
@@ -109,21 +160,102 @@ impl OnnxFile {
     /// If `order` is not a permutation of `0..node count` (a caller bug; the
     /// schedule is checked before it gets here).
     pub fn with_order(&self, order: &[usize]) -> Vec<u8> {
-        assert_eq!(order.len(), self.node_records.len(), "order must list every node");
-        let mut seen = vec![false; order.len()];
-        for &i in order {
-            assert!(!std::mem::replace(&mut seen[i], true), "node {i} listed twice");
+        self.with_orders(order, &[])
+    }
+
+    /// The file's bytes with the top-level node records in `order` (as
+    /// [`with_order`](Self::with_order)) and, for each `(path, body_order)`
+    /// in `bodies`, the node records of that body in `body_order`. Bodies
+    /// are permuted in place before their enclosing graph moves its records,
+    /// so every body keeps its new order wherever its node goes. Every byte
+    /// outside node records is unchanged; the output has the input's size.
+    ///
+    /// # Panics
+    /// If an order is not a permutation of its graph's nodes or a path names
+    /// no recorded body (caller bugs: plans only name bodies the reader found).
+    pub fn with_orders(&self, order: &[usize], bodies: &[(BodyPath, Vec<usize>)]) -> Vec<u8> {
+        let mut out = self.bytes.clone();
+        let mut nested: Vec<(&BodyRecords, &[usize])> = bodies
+            .iter()
+            .map(|(path, o)| (self.body(path).expect("a body the reader recorded"), o.as_slice()))
+            .collect();
+        nested.sort_by_key(|(b, _)| std::cmp::Reverse(b.path.len()));
+        for (body, body_order) in nested {
+            permute_records(&mut out, &body.node_records, body_order);
         }
-        let mut out = Vec::with_capacity(self.bytes.len());
-        let mut cursor = 0;
-        for (slot, &node) in self.node_records.iter().zip(order) {
-            out.extend_from_slice(&self.bytes[cursor..slot.start]);
-            out.extend_from_slice(&self.bytes[self.node_records[node].clone()]);
-            cursor = slot.end;
-        }
-        out.extend_from_slice(&self.bytes[cursor..]);
+        permute_records(&mut out, &self.node_records, order);
         debug_assert_eq!(out.len(), self.bytes.len());
         out
+    }
+}
+
+/// Rewrites `buf` so that the `i`-th of `records` holds what record
+/// `order[i]` held; the bytes between records stay where they are.
+fn permute_records(buf: &mut [u8], records: &[Range<usize>], order: &[usize]) {
+    assert_eq!(order.len(), records.len(), "order must list every node");
+    let mut seen = vec![false; order.len()];
+    for &i in order {
+        assert!(!std::mem::replace(&mut seen[i], true), "node {i} listed twice");
+    }
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return;
+    };
+    let region = first.start..last.end;
+    let mut rebuilt = Vec::with_capacity(region.len());
+    let mut cursor = region.start;
+    for (slot, &node) in records.iter().zip(order) {
+        rebuilt.extend_from_slice(&buf[cursor..slot.start]);
+        rebuilt.extend_from_slice(&buf[records[node].clone()]);
+        cursor = slot.end;
+    }
+    debug_assert_eq!(rebuilt.len(), region.len());
+    buf[region].copy_from_slice(&rebuilt);
+}
+
+/// Records the node spans of every body under the graph whose node records
+/// are `records` (decoded as `graph`), appending outer bodies before inner
+/// ones. A body is recorded only when the wire walk agrees with the decoded
+/// graph (one `g` field in its attribute, as many node records as nodes).
+fn find_bodies(
+    bytes: &[u8],
+    records: &[Range<usize>],
+    graph: &pb::GraphProto,
+    prefix: &[BodyStep],
+    out: &mut Vec<BodyRecords>,
+) {
+    for (index, (record, node)) in records.iter().zip(&graph.node).enumerate() {
+        if !node.attribute.iter().any(|a| a.g.is_some()) {
+            continue;
+        }
+        let Ok(fields) = wire::fields(bytes, record.clone()) else { continue };
+        // The record's payload is the NodeProto: the first field is the tag
+        // and length of the record itself.
+        let Some(payload) = fields.first().filter(|f| f.wire_type == 2).map(|f| f.payload.clone()) else { continue };
+        let Ok(node_fields) = wire::fields(bytes, payload) else { continue };
+        for attr in node_fields.iter().filter(|f| f.number == NODE_ATTRIBUTE_FIELD && f.wire_type == 2) {
+            let Ok(attr_fields) = wire::fields(bytes, attr.payload.clone()) else { continue };
+            let names: Vec<&wire::Field> = attr_fields.iter().filter(|f| f.number == ATTRIBUTE_NAME_FIELD).collect();
+            let graphs: Vec<&wire::Field> =
+                attr_fields.iter().filter(|f| f.number == ATTRIBUTE_GRAPH_FIELD && f.wire_type == 2).collect();
+            let ([name], [g]) = (names.as_slice(), graphs.as_slice()) else { continue };
+            let Ok(name) = std::str::from_utf8(&bytes[name.payload.clone()]) else { continue };
+            let Some(decoded) = node.attribute.iter().find(|a| a.name() == name).and_then(|a| a.g.as_ref()) else {
+                continue;
+            };
+            let Ok(inner) = wire::fields(bytes, g.payload.clone()) else { continue };
+            let body_records: Vec<Range<usize>> = inner
+                .into_iter()
+                .filter(|f| f.number == GRAPH_NODE_FIELD && f.wire_type == 2)
+                .map(|f| f.record)
+                .collect();
+            if body_records.len() != decoded.node.len() {
+                continue;
+            }
+            let mut path = prefix.to_vec();
+            path.push(BodyStep { node: index, attribute: name.to_string() });
+            out.push(BodyRecords { path: path.clone(), node_records: body_records.clone() });
+            find_bodies(bytes, &body_records, decoded, &path, out);
+        }
     }
 }
 
