@@ -140,7 +140,15 @@ def check(plan, model):
             errors.append(f"tensor {name}: size {t['size']} for {b} B at alignment {align}")
         if (t["first_step"], t["last_step"]) != (f, l):
             errors.append(f"tensor {name}: lifetime {t['first_step']}..{t['last_step']}, recomputed {f}..{l}")
-    for name in tensors:
+    for name, t in tensors.items():
+        if t.get("body"):
+            # The working memory of a control-flow node's bodies while it
+            # runs: one step, at a node that has a graph attribute.
+            s = t["first_step"]
+            node = model.graph.node[s] if 0 <= s < len(model.graph.node) else None
+            if t["last_step"] != s or node is None or not any(a.type == onnx.AttributeProto.GRAPH for a in node.attribute):
+                errors.append(f"body memory {name} at steps {s}..{t['last_step']} is not one control-flow node's step")
+            continue
         if name not in life:
             errors.append(f"plan places {name}, which is not an activation of the model")
     arena = plan["arena_bytes"]

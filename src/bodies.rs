@@ -161,6 +161,7 @@ pub fn with_costs(graph: &Graph, costs: &[Cost], runtime: Runtime, after: bool) 
             producer: Some(cost.op),
             consumers: Vec::new(),
             graph_output: false,
+            body: true,
         });
         g.ops[cost.op.index()].outputs.push(id);
     }

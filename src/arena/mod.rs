@@ -231,6 +231,7 @@ pub fn json(graph: &Graph, plan: &MemoryPlan) -> serde_json::Value {
                 "first_step": p.first_step,
                 "last_step": p.last_step,
                 "inplace_of": p.inplace_of.map(|t| graph.tensor(t).name.as_str()),
+                "body": graph.tensor(p.tensor).body,
             })
         })
         .collect();

@@ -174,6 +174,7 @@ impl Table<'_> {
             producer,
             consumers: Vec::new(),
             graph_output: false,
+            body: false,
         });
         self.origin.push(what);
         Ok(())

@@ -64,6 +64,10 @@ pub struct Tensor {
     pub consumers: Vec<OpId>,
     /// Whether it is a graph output (then it stays live to the end).
     pub graph_output: bool,
+    /// Whether it stands for the working memory of its producer's
+    /// control-flow bodies while that node runs (see [`crate::bodies`]): no
+    /// ONNX tensor has its name, nothing reads it, it lives for one step.
+    pub body: bool,
 }
 
 /// One node of the graph.
@@ -169,6 +173,7 @@ pub fn from_lists(ops: &[(Vec<usize>, Vec<usize>)], bytes: &[u64], outputs: &[us
             producer: None,
             consumers: Vec::new(),
             graph_output: outputs.contains(&i),
+            body: false,
         })
         .collect();
     let mut graph_ops = Vec::new();

@@ -313,6 +313,7 @@ fn part_graph(graph: &Graph, ops: &[OpId], part_of: &[usize], j: usize, opts: &M
             producer: None,
             consumers: Vec::new(),
             graph_output,
+            body: src.body,
         });
         local_tensor.insert(t.0, l);
         TensorId(l)

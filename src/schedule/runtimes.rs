@@ -215,6 +215,7 @@ pub fn with_order_constraints(graph: &Graph, constraints: &[(OpId, OpId)]) -> Gr
             producer: Some(u),
             consumers: vec![c],
             graph_output: false,
+            body: false,
         });
         g.ops[u.index()].outputs.push(t);
         g.ops[c.index()].inputs.push(t);
