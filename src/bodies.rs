@@ -205,9 +205,15 @@ pub fn extra_bytes(op_type: &str, body_peaks: &[u64], outputs: u64, scan_outputs
 pub(crate) struct BodyOptions<'a> {
     /// The plan's options (target, scheduler, memory model, sizes, worker).
     pub plan: &'a PlanOptions,
-    /// Bodies stop being planned (and are counted with their input order)
-    /// after this instant.
+    /// Bodies stop being planned after this instant.
     pub deadline: Instant,
+    /// Bodies not planned yet (each gets an equal share of what is left).
+    pub left: std::cell::Cell<usize>,
+}
+
+/// How many bodies `graph` holds, at any depth.
+pub fn count(graph: &pb::GraphProto) -> usize {
+    graph.node.iter().flat_map(|n| n.attribute.iter()).filter_map(|a| a.g.as_ref()).map(|g| 1 + count(g)).sum()
 }
 
 /// Plans every body under the graph of `model` (the top-level model or a
@@ -360,11 +366,35 @@ fn plan_body(
     assumptions.extend(nested.assumptions.iter().cloned());
     let runtime = Runtime::of_target(opts.plan.target);
     let identity: Vec<OpId> = graph.op_ids().collect();
+    let keep = !rewritable(path);
+    // An equal share of what is left for the bodies not planned yet (this
+    // one included), so one hard body cannot starve the others.
+    let left = opts.left.get().max(1);
+    opts.left.set(left - 1);
+    let remaining = opts.deadline.saturating_duration_since(Instant::now()) / left as u32;
+    if graph.ops.is_empty() {
+        // A branch that only passes values through: nothing to order.
+        let start = graph.input_bytes();
+        let peaks = RuntimePeaks { file_order: start, ort_default: start, ort_priority: start };
+        let plan = BodyPlan {
+            path: path.to_vec(),
+            name: name.to_string(),
+            graph,
+            file_order: Vec::new(),
+            before: peaks,
+            after: peaks,
+            peak_before: start,
+            peak_after: start,
+            lower_bound: start,
+            optimal: true,
+            method: "empty body".into(),
+            changed: false,
+        };
+        return Ok(Ok((plan, Bodies { assumptions, ..nested })));
+    }
     let before = runtime_peaks(&graph, &nested.costs, false, &identity, &opts.plan.memory)
         .ok_or_else(|| PlanError::Internal(format!("{name}: the runtimes' orders do not cover the body")))?;
     let costed = with_costs(&graph, &nested.costs, runtime, true);
-    let keep = !rewritable(path);
-    let remaining = opts.deadline.saturating_duration_since(Instant::now());
     let mut plan_opts = opts.plan.clone();
     if keep {
         plan_opts.scheduler = crate::schedule::Scheduler::Input;

@@ -226,7 +226,11 @@ pub fn plan_with_progress(
     // becomes an extra of its node's step in the graph scheduled below.
     let body_deadline = Instant::now() + bodies::budget(search_budget(opts.time_limit, start));
     let rewritable = |path: &[crate::onnx::BodyStep]| file.body(path).is_some();
-    let body_opts = bodies::BodyOptions { plan: opts, deadline: body_deadline };
+    let body_opts = bodies::BodyOptions {
+        plan: opts,
+        deadline: body_deadline,
+        left: std::cell::Cell::new(bodies::count(file.graph())),
+    };
     let found = bodies::plan_bodies(&file.model, &sizes, &graph, &[], "", &rewritable, &body_opts)?;
     let runtime = bodies::Runtime::of_target(opts.target);
     let base = graph;

@@ -339,6 +339,78 @@ mod tests {
         assert_eq!(numbers, [1, 77, 1, 1, 2]);
     }
 
+    fn body(nodes: Vec<pb::NodeProto>) -> pb::GraphProto {
+        pb::GraphProto { node: nodes, name: Some("b".into()), ..Default::default() }
+    }
+
+    fn with_body(name: &str, attr: &str, g: pb::GraphProto) -> pb::NodeProto {
+        let mut n = node(name, "c", &format!("{name}_out"));
+        n.op_type = Some("If".into());
+        n.attribute.push(pb::AttributeProto {
+            name: Some(attr.into()),
+            r#type: Some(5),
+            g: Some(g),
+            ..Default::default()
+        });
+        n
+    }
+
+    /// A model whose second node holds a body of three nodes, one of which
+    /// holds a body of two: every level can be permuted.
+    fn nested_model() -> pb::ModelProto {
+        let inner = body(vec![node("i0", "p", "q"), node("i11", "q", "r")]);
+        let mut middle_node = with_body("m1", "then_branch", inner);
+        middle_node.input = vec!["z".into()];
+        let middle = body(vec![node("m0", "y", "z"), middle_node, node("m222", "z", "w")]);
+        let mut m = model();
+        m.graph.as_mut().unwrap().node.insert(1, with_body("outer", "else_branch", middle));
+        m
+    }
+
+    fn names(g: &pb::GraphProto) -> Vec<String> {
+        g.node.iter().map(|n| n.name().to_string()).collect()
+    }
+
+    #[test]
+    fn bodies_are_found_outer_first() {
+        let file = OnnxFile::parse(nested_model().encode_to_vec()).unwrap();
+        let paths: Vec<Vec<(usize, &str)>> =
+            file.bodies.iter().map(|b| b.path.iter().map(|s| (s.node, s.attribute.as_str())).collect()).collect();
+        assert_eq!(paths, vec![vec![(1, "else_branch")], vec![(1, "else_branch"), (1, "then_branch")]]);
+        assert_eq!(file.bodies[0].node_records.len(), 3);
+        assert_eq!(file.bodies[1].node_records.len(), 2);
+    }
+
+    #[test]
+    fn nested_orders_permute_every_level_and_nothing_else() {
+        let m = nested_model();
+        let bytes = m.encode_to_vec();
+        let file = OnnxFile::parse(bytes.clone()).unwrap();
+        let outer = vec![BodyStep { node: 1, attribute: "else_branch".into() }];
+        let mut inner = outer.clone();
+        inner.push(BodyStep { node: 1, attribute: "then_branch".into() });
+        // Top level moved too, so the body travels with its node.
+        let out = file.with_orders(&[1, 0, 2, 3], &[(outer, vec![2, 0, 1]), (inner, vec![1, 0])]);
+        assert_eq!(out.len(), bytes.len());
+        let back = pb::ModelProto::decode(out.as_slice()).unwrap();
+        let g = back.graph.as_ref().unwrap();
+        assert_eq!(names(g), ["outer", "a", "bb", "ccc"]);
+        let middle = g.node[0].attribute[0].g.as_ref().unwrap();
+        assert_eq!(names(middle), ["m222", "m0", "m1"]);
+        let inner_g = middle.node[2].attribute[0].g.as_ref().unwrap();
+        assert_eq!(names(inner_g), ["i11", "i0"]);
+        // Undo every permutation by hand: the model is the input's.
+        let mut expect = m.clone();
+        let eg = expect.graph.as_mut().unwrap();
+        eg.node.swap(0, 1);
+        let em = eg.node[0].attribute[0].g.as_mut().unwrap();
+        em.node.rotate_right(1);
+        em.node[2].attribute[0].g.as_mut().unwrap().node.swap(0, 1);
+        assert_eq!(back, expect);
+        // No permutation at all gives the input's bytes.
+        assert_eq!(file.with_orders(&[0, 1, 2, 3], &[]), bytes);
+    }
+
     #[test]
     fn bad_bytes_are_errors() {
         assert!(matches!(OnnxFile::parse(vec![]), Err(ReadError::Empty)));
