@@ -112,7 +112,7 @@ fn random_model(seed: u64) -> (pb::ModelProto, HashMap<String, u64>) {
     let (mut nodes, mut avail) = g.dag("h", &["x".to_string()], head);
     avail.push("x".into());
     // If: each branch reads one or two outer tensors.
-    let mut branch = |g: &mut Gen, tag: &str, avail: &[String]| {
+    let branch = |g: &mut Gen, tag: &str, avail: &[String]| {
         let mut reads = vec![g.pick(avail)];
         if g.rng.chance(50) {
             reads.push(g.pick(avail));
@@ -135,8 +135,8 @@ fn random_model(seed: u64) -> (pb::ModelProto, HashMap<String, u64>) {
     let carried = g.pick(&avail);
     let outer = g.pick(&avail);
     g.bytes.insert("h_in".into(), g.bytes[&carried]);
-    let n = 2 + g.rng.below(4) as usize;
-    let (mut body, made) = g.dag("lp", &["h_in".to_string(), outer], n);
+    let n_body = 2 + g.rng.below(4) as usize;
+    let (mut body, made) = g.dag("lp", &["h_in".to_string(), outer], n_body);
     let scan_src = g.pick(&made);
     body.push(node("Relu", "update", &["h_in"], &["h_out"]));
     body.push(node("Identity", "scan", &[&scan_src], &["scan_out"]));
@@ -167,7 +167,8 @@ fn random_model(seed: u64) -> (pb::ModelProto, HashMap<String, u64>) {
     g.bytes.insert("final".into(), g.bytes[&carried]);
     g.bytes.insert("scans".into(), 2 * g.bytes[&scan_src]);
     avail.push("final".into());
-    let (tail, made) = g.dag("tl", &avail, 2 + g.rng.below(2) as usize);
+    let n_tail = 2 + g.rng.below(2) as usize;
+    let (tail, made) = g.dag("tl", &avail, n_tail);
     nodes.extend(tail);
     let y = made.last().cloned().unwrap_or_default();
     let scan_elems = (g.bytes[&scan_src] / 4) as i64;
