@@ -26,7 +26,10 @@ file stays as it was, so the output has the input's size.
 Memory model: running a node allocates its outputs while its inputs are still \
 live; a tensor is freed after its last consumer. Graph inputs are live from \
 the start, graph outputs to the end, weights (initializers, Constant outputs) \
-are not counted. The peak is the most bytes live at any step.";
+are not counted. The peak is the most bytes live at any step. The memory \
+inside If, Loop and Scan bodies counts at its node's step (an If its larger \
+branch), and each body's node order is optimized too (README, \"The memory \
+model\").";
 
 const EXAMPLES: &str = "\
 Examples:

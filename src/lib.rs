@@ -7,8 +7,9 @@
 //! bytes ─ onnx::OnnxFile::parse ─► OnnxFile   prost types + byte span of each node record
 //!       ─ sizes::infer ─────────► Sizes       bytes of every tensor (tract shape inference)
 //!       ─ graph::build ─────────► Graph       ops and tensors with typed ids
+//!       ─ bodies::plan_bodies ──► BodyPlan    each control-flow body sized, scheduled, its peak a step cost
 //!       ─ schedule ─────────────► order + peak + lower bound   (plan::plan does all of this)
-//!       ─ OnnxFile::with_order ─► bytes       node records permuted, all else unchanged
+//!       ─ OnnxFile::with_orders ► bytes       node records permuted (bodies too), all else unchanged
 //! ```
 //!
 //! The command line lives in [`cli`] (the binary `src/main.rs` only calls

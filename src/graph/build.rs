@@ -3,7 +3,8 @@
 //! Names become typed ids. A node's inputs are its non-empty `input` names
 //! plus every outer-scope name its subgraphs (If branches, Loop and Scan
 //! bodies, at any depth) read without defining: those are implicit inputs, so
-//! the control-flow op is atomic and runs after their producers.
+//! the control-flow op runs after their producers (the memory inside its
+//! bodies is added by [`crate::bodies`]).
 //! Initializers and `Constant` outputs are weights.
 
 use super::{Graph, Op, OpId, Tensor, TensorId, TensorKind};
