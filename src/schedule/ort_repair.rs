@@ -46,9 +46,14 @@ pub struct Repaired {
     pub finished: bool,
 }
 
-/// How good onnxruntime's default order of a file is: its peak, then the
-/// number of steps at that peak (fewer is better).
-type Key = (u64, usize);
+/// How good onnxruntime's default order of a file is: the memory of its
+/// [`KEY_STEPS`] costliest steps, highest first, compared
+/// lexicographically (the peak first; then the next costliest step, so
+/// that a move that relieves a step near the peak counts too).
+type Key = Vec<u64>;
+
+/// How many of the costliest steps [`Key`] compares.
+const KEY_STEPS: usize = 64;
 
 /// The evaluation of one candidate file.
 struct Scored {
@@ -77,10 +82,10 @@ impl Climb<'_> {
             return None;
         }
         let run = self.predictor.run(&file)?;
-        let steps = evaluate(self.graph, &run, self.opts).steps;
-        let peak = steps.iter().copied().max().unwrap_or(0);
-        let at_peak = steps.iter().filter(|&&m| m == peak).count();
-        Some(Scored { file, file_peak, key: (peak, at_peak) })
+        let mut steps = evaluate(self.graph, &run, self.opts).steps;
+        steps.sort_unstable_by(|a, b| b.cmp(a));
+        steps.truncate(KEY_STEPS);
+        Some(Scored { file, file_peak, key: steps })
     }
 }
 
@@ -255,7 +260,7 @@ pub fn lower_default_peak(
     let mut scratch = Scratch { mark: vec![0; n], stamp: 0 };
     let mut finished = false;
     'passes: loop {
-        if current.key.0 <= goal {
+        if current.key.first().copied().unwrap_or(0) <= goal {
             finished = true;
             break;
         }
@@ -278,7 +283,7 @@ pub fn lower_default_peak(
                             current = scored;
                             moves += 1;
                             improved = true;
-                            if current.key.0 <= goal {
+                            if current.key.first().copied().unwrap_or(0) <= goal {
                                 finished = true;
                                 break 'passes;
                             }
@@ -296,7 +301,7 @@ pub fn lower_default_peak(
     Some(Repaired {
         file: current.file,
         file_peak: current.file_peak,
-        default_peak: current.key.0,
+        default_peak: current.key.first().copied().unwrap_or(0),
         moves,
         tried: climb.tried,
         finished,
