@@ -46,10 +46,10 @@ pub struct Repaired {
     pub finished: bool,
 }
 
-/// How good onnxruntime's default order of a file is: the memory of its
-/// [`KEY_STEPS`] costliest steps, highest first, compared
-/// lexicographically (the peak first; then the next costliest step, so
-/// that a move that relieves a step near the peak counts too).
+/// How good onnxruntime's default order of a file is: its peak, then the
+/// memory of its [`KEY_STEPS`] costliest steps, highest first, compared
+/// lexicographically (so that a move that relieves a step at or near the
+/// peak counts too).
 type Key = Vec<u64>;
 
 /// How many of the costliest steps [`Key`] compares.
@@ -82,9 +82,12 @@ impl Climb<'_> {
             return None;
         }
         let run = self.predictor.run(&file)?;
-        let mut steps = evaluate(self.graph, &run, self.opts).steps;
+        let profile = evaluate(self.graph, &run, self.opts);
+        let mut steps = profile.steps;
         steps.sort_unstable_by(|a, b| b.cmp(a));
         steps.truncate(KEY_STEPS);
+        // The peak counts the graph inputs before the first step too.
+        steps.insert(0, profile.peak);
         Some(Scored { file, file_peak, key: steps })
     }
 }

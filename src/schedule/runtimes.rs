@@ -33,14 +33,33 @@
 //!
 //! 1. the best order of [`driver::solve`] (the unconstrained file-order
 //!    search), put into PRIORITY_BASED form;
-//! 2. for the best order onnxruntime's default mode can be made to run
-//!    ([`ort::search`]), and, if still needed, for the order it runs on the
-//!    input file: the least file-order peak over all files that make
-//!    onnxruntime run exactly that order, found by [`driver::solve`] on the
-//!    graph with the steering constraints ([`ort::steering_constraints`])
-//!    added as zero-byte tensors (a tensor of 0 bytes costs nothing in the
-//!    memory model and orders its producer before its consumer);
-//! 3. the input order itself (feasible by definition).
+//! 2. that file after [`ort_repair::lower_default_peak`]: a hill climb that
+//!    swaps the file order of sibling blocks (what onnxruntime's depth-first
+//!    search looks at) as long as the file-order peak stays at candidate 1's,
+//!    lowering the default-order peak. On the corpus this alone keeps the
+//!    file-order optimum on wide_fanout (default order 37,130,240 B, input
+//!    37,330,944 B) and randwire_ws_regular_c154_s1;
+//! 3. only if neither is feasible: for the best order onnxruntime's default
+//!    mode can be made to run ([`ort::search`]; skipped when onnxruntime's
+//!    order of the input already meets the lower bound), and, if still
+//!    needed, for the order it runs on the input file: the least file-order
+//!    peak over all files that make onnxruntime run exactly that order,
+//!    found by [`driver::solve`] on the graph with the steering constraints
+//!    ([`ort::steering_constraints`]) added as zero-byte tensors (a tensor of
+//!    0 bytes costs nothing in the memory model and orders its producer
+//!    before its consumer);
+//! 4. the input order itself (feasible by definition).
+//!
+//! Where none of candidates 1-2 is feasible, the file-order optimum may be
+//! out of reach for every file, not only for the files tried: on
+//! regnety_016 the optimum (5,419,008 B) needs the first block's shortcut
+//! convolution to run before the 2,408,448 B `relu_1` (else the stem's
+//! 1,605,632 B output is live there: 6,422,528 B), while onnxruntime's
+//! default order explores the block's two branches from the `Add`, highest
+//! file position first, and so runs that shortcut before `relu_1` only if it
+//! stands after the branch's last convolution, which stands after `relu_1`;
+//! onnxruntime's order of the input already peaks at 5,419,008 B, so every
+//! file at the optimum raises it (docs/ORT_MEMORY.md).
 //!
 //! The result says what the constraint cost ([`Balanced::notes`]): the
 //! file-order figure of the chosen file is compared with that of candidate 1.
