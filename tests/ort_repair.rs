@@ -142,10 +142,8 @@ fn random_fan(rng: &mut Rng, k: usize) -> Graph {
         let mut done = vec![false; n];
         let mut out = Vec::new();
         while out.len() < n {
-            let ready: Vec<OpId> = g
-                .op_ids()
-                .filter(|&v| !done[v.index()] && g.predecessors(v).iter().all(|p| done[p.index()]))
-                .collect();
+            let ready: Vec<OpId> =
+                g.op_ids().filter(|&v| !done[v.index()] && g.predecessors(v).iter().all(|p| done[p.index()])).collect();
             let pick = ready[rng.below(ready.len() as u64) as usize];
             done[pick.index()] = true;
             out.push(pick);
@@ -229,4 +227,3 @@ fn default_target_keeps_its_word() {
     eprintln!("kept the optimum on {kept} of 300; the climb's file chosen on {by_climb}");
     assert!(by_climb > 0, "no case exercised the climb");
 }
-

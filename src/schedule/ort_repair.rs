@@ -178,7 +178,13 @@ impl Adjacency {
 /// must go along; block moves shift a whole sibling block (`x` with its
 /// ancestors that are not ancestors of `y`) so that the two blocks trade
 /// places.
-fn moves_for(adj: &Adjacency, position: &[usize], x: u32, y: u32, scratch: &mut Scratch) -> Vec<(Vec<bool>, usize, bool)> {
+fn moves_for(
+    adj: &Adjacency,
+    position: &[usize],
+    x: u32,
+    y: u32,
+    scratch: &mut Scratch,
+) -> Vec<(Vec<bool>, usize, bool)> {
     let n = position.len();
     let (px, py) = (position[x as usize], position[y as usize]);
     let mut out = Vec::new();

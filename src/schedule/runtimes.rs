@@ -288,9 +288,14 @@ pub fn balance(graph: &Graph, opts: &SolveOptions) -> Result<Balanced, SolveErro
     if let Some(first) = candidates.first().filter(|c| c.peaks.ort_default > solution.lower_bound) {
         let budget = (left() / 4).min(Duration::from_millis(1_000 + 2 * graph.ops.len() as u64));
         let start = first.file.clone();
-        if let Some(r) =
-            ort_repair::lower_default_peak(graph, &start, unconstrained, solution.lower_bound, mem, Instant::now() + budget)
-        {
+        if let Some(r) = ort_repair::lower_default_peak(
+            graph,
+            &start,
+            unconstrained,
+            solution.lower_bound,
+            mem,
+            Instant::now() + budget,
+        ) {
             say(&format!(
                 "onnxruntime default order of the best file: {} B -> {} B ({} moves, {} files tried)",
                 candidates[0].peaks.ort_default, r.default_peak, r.moves, r.tried
