@@ -12,6 +12,7 @@ pub mod fusion;
 pub mod heuristics;
 pub mod ilp;
 pub mod ort;
+pub mod ort_repair;
 pub mod runtimes;
 pub mod window;
 

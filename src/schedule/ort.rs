@@ -309,6 +309,30 @@ pub fn predict_for_file(graph: &Graph, file_order: &[OpId]) -> Option<Order> {
     Some(order)
 }
 
+/// [`predict_for_file`] for many files of one graph: the producer/consumer
+/// structure is read once, at [`DefaultOrder::new`].
+pub struct DefaultOrder {
+    dag: Dag,
+}
+
+impl DefaultOrder {
+    /// Reads `graph`'s structure; the predictions hold for this graph only.
+    pub fn new(graph: &Graph) -> DefaultOrder {
+        DefaultOrder { dag: Dag::new(graph) }
+    }
+
+    /// Exactly [`predict_for_file`] of the graph given to
+    /// [`DefaultOrder::new`]: onnxruntime's default order when the ops stand
+    /// in `file_order`; `None` if it is not a permutation of the ops.
+    pub fn run(&self, file_order: &[OpId]) -> Option<Order> {
+        let position = positions(self.dag.folded.len(), file_order)?;
+        let seq = ort_stack_dfs(&self.dag, &self.dag.ort_index(&position));
+        let mut order: Order = file_order.iter().copied().filter(|v| self.dag.folded[v.index()]).collect();
+        order.extend(seq.iter().map(|&v| OpId(v)));
+        Some(order)
+    }
+}
+
 /// `position[v]` of every op in a permutation; `None` if it is not one.
 fn positions(n: usize, order: &[OpId]) -> Option<Vec<usize>> {
     if order.len() != n {
