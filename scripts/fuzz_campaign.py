@@ -85,8 +85,11 @@ def run_case(tool, model_path, args, mem_bytes, margin):
             return code, took, f"killed by signal {-code}: {head}"
         if code not in (0, 1, 2, 3):
             return code, took, f"exit code {code}: {head}"
-        if "panicked" in err or "stack backtrace" in err:
-            at = " | ".join(l for l in err.splitlines() if "panicked" in l)[:300]
+        # Rust's own panic report says "panicked at"; a caught panic inside
+        # tract is part of a one-line error ("tract panicked: ..."), which is
+        # the contained outcome (the same rule as tests/fuzz.rs).
+        if "panicked at" in err or "stack backtrace" in err:
+            at = " | ".join(l for l in err.splitlines() if "panicked at" in l)[:300]
             return code, took, f"panic text (exit {code}): {at}"
         if open(inp, "rb").read() != data:
             return code, took, f"input changed (exit {code})"

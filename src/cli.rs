@@ -44,6 +44,8 @@ What the tool refuses, so that no run loses or leaks a file:
     one of its external data files (exit 2; INPUT == OUTPUT is allowed);
   - an input that is not a regular file (a FIFO, a device: use `-`), or
     bigger than 2 GiB, protobuf's limit (exit 1);
+  - a model on `-` that has not fully arrived within --time-limit (exit 1;
+    the time limit counts from the start of reading);
   - copying external data that is absolute, leaves the model's folder
     (`..`, or a symbolic link to elsewhere) or is not a regular file, and
     writing it through a symbolic link or over an existing file (warning).
@@ -126,9 +128,9 @@ struct Cli {
     /// TFLite do).
     #[arg(long)]
     inplace: bool,
-    /// Finish within this many seconds (sizing, search and checks), keeping
-    /// the best order found. A number >= 0; more than a week (604800) is
-    /// taken as a week.
+    /// Finish within this many seconds (reading a model from `-`, sizing,
+    /// search and checks), keeping the best order found. A number >= 0; more
+    /// than a week (604800) is taken as a week.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds)]
     time_limit: f64,
     /// Also write the memory plan for the written order to this file: every
@@ -306,7 +308,7 @@ where
     }
     let from = cli.paths[0].clone();
     let to = if cli.dry_run || cli.check { None } else { cli.paths.get(1).cloned() };
-    match run(&cli, &from, to.as_deref(), worker) {
+    match run(&cli, &from, to.as_deref(), worker, None) {
         Ok(Exit::Ok) => 0,
         Ok(Exit::Over(message)) => {
             eprintln!("onnx-memsched: {message}");
@@ -362,20 +364,22 @@ fn run_batch(cli: &Cli, dir: &std::path::Path, worker: Option<&Worker>) -> u8 {
         }
     };
     // Every output of every model, and every file they read, must be distinct
-    // before any model is written: read each model's external data locations
-    // first (a model that cannot be read fails in its own run below).
-    let jobs: Vec<Job> = cli
+    // before any model is written: read each model first, once, for its
+    // external data locations and for its run (a model that cannot be read
+    // fails in its own run below).
+    let budget = output::once::Budget::new(output::once::KEEP_BYTES);
+    let (jobs, reads): (Vec<Job>, Vec<output::once::Read>) = cli
         .paths
         .par_iter()
         .map(|input| {
             let from = Location::parse(input);
-            let locations = output::read_input(&from)
-                .ok()
-                .and_then(|bytes| OnnxFile::parse(bytes).ok())
-                .map_or_else(Vec::new, |file| external::locations(&file.model));
-            Job { from, to: to_of(input).map(Location::File), locations }
+            let (locations, read) = match read_model(&from, None) {
+                Ok(file) => (external::locations(&file.model), budget.keep(file)),
+                Err(message) => (Vec::new(), output::once::Read::Failed(message)),
+            };
+            (Job { from, to: to_of(input).map(Location::File), locations }, read)
         })
-        .collect();
+        .unzip();
     if let Err(message) = check_paths(cli, &jobs) {
         eprintln!("onnx-memsched: error: {message}");
         return 2;
@@ -383,9 +387,10 @@ fn run_batch(cli: &Cli, dir: &std::path::Path, worker: Option<&Worker>) -> u8 {
     let results: Vec<Result<Exit, String>> = cli
         .paths
         .par_iter()
-        .map(|input| {
+        .zip(reads)
+        .map(|(input, read)| {
             let to = to_of(input);
-            let result = run(cli, input, to.as_deref(), worker);
+            let result = run(cli, input, to.as_deref(), worker, Some(read));
             match &result {
                 Ok(Exit::Ok) => {}
                 Ok(Exit::Over(message)) => eprintln!("onnx-memsched: {}: {message}", input.display()),
@@ -412,12 +417,25 @@ fn run_batch(cli: &Cli, dir: &std::path::Path, worker: Option<&Worker>) -> u8 {
     }
 }
 
+/// Reads and parses the model at `from`, standard input within `time_limit`
+/// (if given); the error is the run's message.
+fn read_model(from: &Location, time_limit: Option<std::time::Duration>) -> Result<OnnxFile, String> {
+    let in_name = from.display("<stdin>");
+    let bytes = output::read_input_within(from, time_limit).map_err(|e| format!("cannot read {in_name}: {e}"))?;
+    OnnxFile::parse(bytes).map_err(|e| format!("{in_name}: {e}"))
+}
+
+/// One model's run; `read` is the batch's first reading of it (`None`: read
+/// it here).
 fn run(
     cli: &Cli,
     from: &std::path::Path,
     to: Option<&std::path::Path>,
     worker: Option<&Worker>,
+    read: Option<output::once::Read>,
 ) -> Result<Exit, String> {
+    // --time-limit bounds the run from here, reading included.
+    let clock = std::time::Instant::now();
     let batch = cli.out_dir.is_some();
     let from = Location::parse(from);
     let to = to.map(Location::parse);
@@ -430,8 +448,16 @@ fn run(
     for path in report_path.iter().chain(&plan_path).chain(&cli.plot) {
         output::check_writable(&Location::File(path.clone())).map_err(|e| e.to_string())?;
     }
-    let bytes = output::read_input(&from).map_err(|e| format!("cannot read {in_name}: {e}"))?;
-    let file = OnnxFile::parse(bytes).map_err(|e| format!("{in_name}: {e}"))?;
+    let file = match read {
+        None => read_model(&from, Some(std::time::Duration::from_secs_f64(cli.time_limit)))?,
+        Some(output::once::Read::Kept(file)) => file,
+        Some(output::once::Read::Failed(message)) => return Err(message),
+        Some(output::once::Read::Dropped(first)) => {
+            let file = read_model(&from, None)?;
+            output::once::check_same(&file.bytes, &first).map_err(|e| format!("{in_name}: {e}"))?;
+            file
+        }
+    };
     let locations = match from {
         Location::File(_) => external::locations(&file.model),
         Location::Std => {
@@ -449,7 +475,7 @@ fn run(
     warn_missing_data(&file, &from);
     // The same mapping from options to a plan as the library API's, so the
     // CLI and the Python package cannot drift apart.
-    let opts = crate::api::Options {
+    let mut opts = crate::api::Options {
         scheduler: cli.scheduler.clone(),
         target: cli.target.clone(),
         time_limit: cli.time_limit,
@@ -463,6 +489,7 @@ fn run(
         size_worker: worker.cloned(),
     }
     .plan_options()?;
+    opts.time_limit = opts.time_limit.saturating_sub(clock.elapsed());
     let started = std::time::Instant::now();
     let show_progress = !cli.quiet && !batch;
     let progress = |line: &str| {

@@ -1,8 +1,9 @@
 //! Reading the input and writing the outputs safely.
 //!
 //! Reading: at most [`MAX_INPUT_BYTES`] (protobuf's limit for one message),
-//! from a regular file or from standard input (`-`); a FIFO, device or
-//! socket given by name is refused without blocking on it.
+//! from a regular file or from standard input (`-`, within the time limit:
+//! [`read_input_within`]); a FIFO, device or socket given by name is refused
+//! without blocking on it. `--out-dir` reads each model once ([`once`]).
 //!
 //! Writing: every output of a run (the model, the report, the plot) is
 //! staged in [`Outputs`]: written to a temporary file in its target's folder
@@ -18,7 +19,9 @@
 //! outputs would overwrite each other or an input.
 
 pub mod cleanup;
+pub mod once;
 pub mod paths;
+mod stdin;
 
 use crate::onnx::external::{self, DataOutcome};
 use crate::onnx::pb;
@@ -107,9 +110,18 @@ fn read_capped(reader: &mut impl Read, cap: u64, hint: u64) -> std::io::Result<V
     }
 }
 
-/// Reads all bytes of the input (see the module doc for what is refused).
-/// Errors name the reason; the caller adds the path.
+/// Reads all bytes of the input (see the module doc for what is refused),
+/// waiting as long as standard input takes. Errors name the reason; the
+/// caller adds the path.
 pub fn read_input(from: &Location) -> std::io::Result<Vec<u8>> {
+    read_input_within(from, None)
+}
+
+/// [`read_input`], and standard input must deliver the whole model within
+/// `time_limit` when one is given (else a [`std::io::ErrorKind::TimedOut`]
+/// error that names `--time-limit`): a writer that keeps the pipe open
+/// without sending cannot hang the run. Regular files are read as they are.
+pub fn read_input_within(from: &Location, time_limit: Option<std::time::Duration>) -> std::io::Result<Vec<u8>> {
     match from {
         Location::Std => {
             let stdin = std::io::stdin();
@@ -117,7 +129,14 @@ pub fn read_input(from: &Location) -> std::io::Result<Vec<u8>> {
             if let Some(size) = hint.filter(|&s| s > MAX_INPUT_BYTES) {
                 return Err(too_big(size));
             }
-            read_capped(&mut stdin.lock(), MAX_INPUT_BYTES, hint.unwrap_or(0))
+            match time_limit {
+                None => read_capped(&mut stdin.lock(), MAX_INPUT_BYTES, hint.unwrap_or(0)),
+                Some(limit) => {
+                    let now = std::time::Instant::now();
+                    let deadline = now.checked_add(limit).unwrap_or(now + crate::plan::MAX_TIME_LIMIT);
+                    stdin::read_all(stdin::Timed::stdin(deadline)?, MAX_INPUT_BYTES, hint.unwrap_or(0), limit)
+                }
+            }
         }
         Location::File(path) => {
             let mut file = open_for_reading(path)?;

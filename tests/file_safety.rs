@@ -105,6 +105,77 @@ fn inputs_over_2_gib_are_refused_without_reading_them() {
     assert!(!out.exists());
 }
 
+/// A pipe on standard input whose writer stays open and sends nothing ends
+/// the run at --time-limit with a one-line error, writing nothing; a writer
+/// that pauses but finishes in time is read to its end.
+#[test]
+fn standard_input_must_arrive_within_the_time_limit() {
+    use std::io::Write;
+    use std::process::{Command as Std, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.onnx");
+    let model = bytes(&diamond());
+    let start = std::time::Instant::now();
+    let mut child = Std::new(assert_cmd::cargo::cargo_bin("onnx-memsched"))
+        .args(["--time-limit", "1", "-"])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&model[..10]).unwrap(); // part of the model, then silence
+                                            // The writer stays open: without a deadline the tool would wait forever.
+    let waited = wait_at_most(&mut child, Duration::from_secs(60));
+    drop(stdin);
+    let status = waited.expect("the tool ended at its time limit instead of waiting for the silent writer");
+    let seconds = start.elapsed().as_secs_f64();
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(seconds >= 1.0, "ended after {seconds} s, before its time limit");
+    let line: Vec<&str> = stderr.lines().collect();
+    assert_eq!(line.len(), 1, "{stderr}");
+    assert!(
+        line[0].contains("<stdin>") && line[0].contains("--time-limit") && line[0].contains("10 bytes came"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(listing(dir.path()), names(&[]), "nothing written");
+
+    // A writer that pauses, then sends the rest and closes, within the limit.
+    let mut child = Std::new(assert_cmd::cargo::cargo_bin("onnx-memsched"))
+        .args(["-q", "--time-limit", "60", "--scheduler", "dfs", "-"])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&model[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(&model[10..]).unwrap();
+    drop(stdin);
+    let status = wait_at_most(&mut child, Duration::from_secs(120)).expect("the tool ends");
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(node_names(&out), ["b", "a", "c", "y"]);
+}
+
+/// Waits for `child` at most `limit`; kills it (and says `None`) after that.
+fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 // ---- item 8: numeric flags ----
 
 #[test]
@@ -194,6 +265,75 @@ fn batch_data_copies_of_different_files_to_one_place_are_refused() {
     expect(tool().arg("-q").arg("--out-dir").arg(&out).arg(&ma).arg(&mc), 0);
     assert_eq!(listing(&out), names(&["one.onnx", "three.onnx", "w.data"]));
     assert_eq!(fs::read(out.join("w.data")).unwrap(), [1; 16]);
+}
+
+/// How many times each of `paths` is opened while `f` runs (Linux inotify).
+#[cfg(target_os = "linux")]
+fn opens_of(paths: &[&Path], f: impl FnOnce()) -> Vec<usize> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: inotify_init1 takes flags by value and returns a new
+    // descriptor (or -1), touching no memory of this process.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(fd >= 0, "inotify_init1: {}", std::io::Error::last_os_error());
+    let watches: Vec<i32> = paths
+        .iter()
+        .map(|path| {
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+            // SAFETY: `c` is a live NUL-terminated string for the whole call;
+            // fd is the inotify descriptor just created.
+            let wd = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_OPEN) };
+            assert!(wd >= 0, "inotify_add_watch: {}", std::io::Error::last_os_error());
+            wd
+        })
+        .collect();
+    f();
+    let mut opens = vec![0; paths.len()];
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes; read
+        // writes at most that many.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break; // EAGAIN: every queued event read
+        }
+        let mut at = 0;
+        let header = std::mem::size_of::<libc::inotify_event>();
+        while at + header <= n as usize {
+            // struct inotify_event: wd i32, mask u32, cookie u32, len u32, name[len].
+            let field = |k: usize| u32::from_ne_bytes(buf[at + 4 * k..at + 4 * k + 4].try_into().unwrap());
+            if let Some(i) = watches.iter().position(|&wd| wd as u32 == field(0)) {
+                if field(1) & libc::IN_OPEN != 0 {
+                    opens[i] += 1;
+                }
+            }
+            at += header + field(3) as usize;
+        }
+    }
+    // SAFETY: fd is this function's own descriptor, closed once.
+    unsafe { libc::close(fd) };
+    opens
+}
+
+/// --out-dir reads each model once: the model whose paths were checked is
+/// the model planned and written.
+#[cfg(target_os = "linux")]
+#[test]
+fn batch_reads_each_model_once() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let ma = write(&root.path().join("a.onnx"), &bytes(&diamond()));
+    let mb = write(&root.path().join("b.onnx"), &bytes(&fork_join(false)));
+    let opens = opens_of(&[&ma, &mb], || {
+        expect(tool().args(["-q", "--scheduler", "dfs", "--out-dir"]).arg(&out).arg(&ma).arg(&mb), 0);
+    });
+    assert_eq!(opens, [1, 1], "opens of a.onnx and b.onnx");
+    assert_eq!(node_names(&out.join("a.onnx")), ["b", "a", "c", "y"]);
+    assert_eq!(listing(&out), names(&["a.onnx", "b.onnx"]));
+    // A model that cannot be read is reported once, from its first reading.
+    let broken = write(&root.path().join("c.onnx"), b"not a model");
+    let r = expect(tool().arg("-q").arg("--out-dir").arg(&out).arg(&ma).arg(&broken), 1);
+    assert_eq!(r.stderr.matches("c.onnx").count(), 1, "{}", r.stderr);
 }
 
 // ---- item 12: external data through symbolic links ----

@@ -34,10 +34,10 @@ const MARGIN: Duration = Duration::from_secs(20);
 const WALL_MARGIN: Duration = Duration::from_secs(120);
 /// Whether failures inside tract's size inference (issue 15 items 1-3 and 7:
 /// its panics, its out-of-bounds reads, its huge constant folding) fail the
-/// test. They are another change's to fix (running tract isolated in a child
-/// process); until it is merged they are listed but tolerated. Set to true
-/// once it is.
-const TRACT_FINDINGS_FAIL: bool = false;
+/// test. True since tract runs isolated in a worker process
+/// (`src/sizes/isolate.rs`), where they become a one-line error or a
+/// fallback: every kept regression replays clean, so a new one is a bug.
+const TRACT_FINDINGS_FAIL: bool = true;
 
 /// Whether a failure is one of tract's known classes: a panic in a tract
 /// crate (or in a crate only tract uses here), a segmentation fault, or an

@@ -21,7 +21,9 @@
 //!   (at most [`MAX_CULPRITS`] nodes). When the child runs out of time, or
 //!   no single node is to blame, sizing runs in this process *without
 //!   tract*: sizes then come from value_info and the tool's own arithmetic
-//!   only, and the assumptions say why. What cannot be sized that way is a
+//!   only, and the assumptions say why. After a timeout, the assumptions or
+//!   the error name `--time-limit` as the way forward (the time tract would
+//!   need is not known: it was stopped). What cannot be sized that way is a
 //!   one-line error naming the tensor, its node and what happened to tract.
 //!
 //! The request and the answer are encoded here only. Request, on the child's
@@ -471,13 +473,20 @@ pub fn infer_in_worker(
     let payload = strip(model).encode_to_vec();
     let nodes = model.graph.as_ref().map_or(0, |g| g.node.len());
     let mut hide: Vec<(usize, String)> = Vec::new();
+    let mut timed_out = false;
     let off = loop {
+        if Instant::now() >= deadline {
+            // Reading the graph used up sizing's share: no worker to start.
+            timed_out = true;
+            break format!("the sizing deadline, {SIZING_SHARE}, had passed before its analysis could start");
+        }
         match run_once(worker, &payload, opts, &TractUse::Hiding(hide.clone()), deadline) {
             Outcome::Answer(result) => return result,
             Outcome::Broken(message) => return Err(SizeError::Isolation(message)),
             Outcome::TimedOut => {
-                let secs = deadline.saturating_duration_since(started).as_secs_f64();
-                break format!("its analysis did not finish within the {secs:.1} s allowed to sizing and was stopped");
+                timed_out = true;
+                let secs = started.elapsed().as_secs_f64();
+                break format!("its analysis was stopped after {secs:.1} s at the sizing deadline, {SIZING_SHARE}");
             }
             Outcome::Crashed(what) => {
                 if hide.len() < MAX_CULPRITS {
@@ -490,8 +499,32 @@ pub fn infer_in_worker(
             }
         }
     };
-    infer_with(model, opts, &TractUse::Off(off))
+    let result = infer_with(model, opts, &TractUse::Off(off));
+    if !timed_out {
+        return result;
+    }
+    // tract would have sized (or checked) these tensors with more time: say
+    // so first. The time it needs is not known (it was stopped), so no value
+    // is suggested; never `--unknown-dim`, which would be a guess.
+    match result {
+        Err(SizeError::Unsized { tensor, node_index, node_name, op_type, reason, more, .. }) => {
+            let advice =
+                format!("{RAISE_TIME_LIMIT} (or add the shapes to the model's value_info: onnx.shape_inference)");
+            Err(SizeError::Unsized { tensor, node_index, node_name, op_type, reason, advice, more })
+        }
+        Ok(mut sizes) => {
+            sizes.assumptions.push(format!("{RAISE_TIME_LIMIT} and check the file's value_info"));
+            Ok(sizes)
+        }
+        Err(other) => Err(other),
+    }
 }
+
+/// How the sizing deadline is set, for messages.
+const SIZING_SHARE: &str = "4/5 of --time-limit and at least 1 s";
+
+/// What to do when tract's analysis ran out of time.
+const RAISE_TIME_LIMIT: &str = "raise --time-limit so that tract's analysis can finish";
 
 /// Finds the node whose showing to tract makes the worker crash: the
 /// smallest prefix of the node list (beyond the nodes already hidden) that

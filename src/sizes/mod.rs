@@ -649,6 +649,8 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                     Err(e) => format!("tract infers {} {shape:?}, but {e}", elem_name(elem)),
                     Ok(_) => "tract cannot infer it".to_string(),
                 }
+            } else if let (Some(failure), TractUse::Off(_)) = (&loaded.failure, tract_use) {
+                format!("tract was not used ({failure})")
             } else if let Some(failure) = &loaded.failure {
                 format!("tract could not load the model ({failure})")
             } else if let Some(e) = &analysis_error {
