@@ -153,6 +153,9 @@ pub struct Plan {
     /// Offsets of every activation tensor in one arena for `order`, with
     /// the arena's size and lower bound.
     pub arena: crate::arena::MemoryPlan,
+    /// Whether another order with no higher peak was sought for the arena
+    /// to meet its bound, and what came of it ([`crate::arena::order`]).
+    pub arena_order: crate::arena::order::OrderSearch,
     /// Wall time of planning.
     pub seconds: f64,
     /// Every runtime's peak for the input file and for the written file.
@@ -218,7 +221,7 @@ pub fn plan_with_progress(
     // unsorted), whatever the target: nothing is steered or moved.
     let keep_input = opts.scheduler == Scheduler::Input;
     let target = if keep_input && opts.target == Target::AllRuntimes { Target::FileOrder } else { opts.target };
-    let (before_order, order, file_order, method, stats, proved, lower_bound) = match target {
+    let (before_order, mut order, mut file_order, method, stats, proved, lower_bound) = match target {
         Target::AllRuntimes => {
             let found = runtimes::balance(&graph, &solve_opts).map_err(|e| internal(e.to_string()))?;
             topo::check_order(&graph, &found.file).map_err(&internal)?;
@@ -276,9 +279,39 @@ pub fn plan_with_progress(
     let before = evaluate(&graph, &before_order, &opts.memory);
     let after = evaluate(&graph, &order, &opts.memory);
     let optimal = proved || after.peak <= lower_bound;
-    let arena_deadline = Instant::now() + arena_budget(opts.time_limit, graph.ops.len());
-    let arena = crate::arena::plan_memory(&graph, &order, &opts.memory, opts.alignment, arena_deadline)
+    // Half the arena budget places the order; the rest looks for another
+    // order with no higher peak whose arena meets its bound (src/arena/order.rs).
+    let arena_start = Instant::now();
+    let arena_time = arena_budget(opts.time_limit, graph.ops.len());
+    let arena = crate::arena::plan_memory(&graph, &order, &opts.memory, opts.alignment, arena_start + arena_time / 2)
         .map_err(|e| PlanError::Internal(e.to_string()))?;
+    let keep = match target {
+        _ if keep_input => crate::arena::order::Keep::Order,
+        Target::OrtDefault => crate::arena::order::Keep::Order,
+        Target::FileOrder => crate::arena::order::Keep::Peak,
+        Target::AllRuntimes => crate::arena::order::Keep::PeakAndOrtDefault,
+    };
+    let chosen = crate::arena::order::choose(
+        &graph,
+        &order,
+        arena,
+        &opts.memory,
+        opts.alignment,
+        keep,
+        arena_start + arena_time,
+    )
+    .map_err(|e| PlanError::Internal(e.to_string()))?;
+    let (arena, arena_order) = (chosen.plan, chosen.search);
+    let after = if chosen.order != order {
+        topo::check_order(&graph, &chosen.order).map_err(&internal)?;
+        // Targets that may change the order write it as it runs.
+        order = chosen.order;
+        file_order = order.clone();
+        evaluate(&graph, &order, &opts.memory)
+    } else {
+        after
+    };
+    notes.extend(crate::arena::order::note(&arena, arena_order, optimal));
     let mut assumptions = sizes.assumptions.clone();
     assumptions.extend(opts.memory.describe());
     assumptions.extend(stats.notes.iter().cloned());
@@ -311,6 +344,7 @@ pub fn plan_with_progress(
         unknown_dim: sizes.unknown_dim.clone(),
         memory: opts.memory,
         arena,
+        arena_order,
         seconds: start.elapsed().as_secs_f64(),
         runtimes,
         notes,
