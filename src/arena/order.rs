@@ -617,7 +617,15 @@ mod tests {
                         );
                     }
                 }
-                assert_eq!(chosen.plan.optimal(), some_meets, "case {case}: {:?} {:?} {} optimal orders, {:?}", chosen.search, start, optimal.len(), g.ops.iter().map(|o| (o.inputs.clone(), o.outputs.clone())).collect::<Vec<_>>());
+                assert_eq!(
+                    chosen.plan.optimal(),
+                    some_meets,
+                    "case {case}: {:?} {:?} {} optimal orders, {:?}",
+                    chosen.search,
+                    start,
+                    optimal.len(),
+                    g.ops.iter().map(|o| (o.inputs.clone(), o.outputs.clone())).collect::<Vec<_>>()
+                );
                 if was_above {
                     first_missed += 1;
                     match chosen.search {
