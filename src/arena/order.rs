@@ -435,9 +435,10 @@ fn local_moves(
             continue;
         }
         tried += 1;
-        // Each candidate gets a share of the time left for its placement.
+        // Each candidate gets a short share of the time left for its
+        // placement (the portfolio always runs), so that many orders are tried.
         let now = Instant::now();
-        let slice = now + deadline.saturating_duration_since(now) / 8;
+        let slice = now + (deadline.saturating_duration_since(now) / 8).min(std::time::Duration::from_millis(50));
         let plan = plan_memory(graph, &candidate, admit.memory, alignment, slice)?;
         if !better(&current_plan, &plan) {
             if better(&plan, &best.plan) {
