@@ -360,10 +360,12 @@ fn search_budget(limit: Duration, start: Instant) -> Duration {
     limit.saturating_sub(start.elapsed()).saturating_sub(margin)
 }
 
-/// Time for placing tensors in the arena beyond the greedy portfolio: a
-/// tenth of the limit, at most 1 s plus 0.1 ms per op.
+/// Time for the memory plan beyond the greedy portfolio: a fifth of the
+/// limit, at most 2 s plus 0.2 ms per op; the first half places the order's
+/// tensors, the second looks for an order whose arena meets its bound when
+/// that placement does not ([`crate::arena::order`]).
 fn arena_budget(limit: Duration, ops: usize) -> Duration {
-    (limit / 10).min(Duration::from_millis(1_000 + ops as u64 / 10))
+    (limit / 5).min(Duration::from_millis(2_000 + ops as u64 / 5))
 }
 
 fn weight_bytes(file: &OnnxFile, sizes: &sizes::Sizes) -> u64 {

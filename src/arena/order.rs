@@ -136,8 +136,8 @@ pub fn note(plan: &MemoryPlan, search: OrderSearch, peak_proved: bool) -> Option
              (all {tried} placed exactly): the arena stays {above} B above it"
         ),
         OrderSearch::NotFound { tried, exhaustive: false } => format!(
-            "the arena is {above} B above its bound: none of the {tried} orders with {which} \
-             tried in the time meets it (not a proof that none does)"
+            "the arena is {above} B above its bound: no order with {which} tried in the time \
+             meets it ({tried} tried; not a proof that none does)"
         ),
     };
     Some(text)
