@@ -8,8 +8,8 @@
 
 use onnx_memsched::graph::bounds::{lb1, lower_bound, Reachability};
 use onnx_memsched::graph::cut::{cut_bound, region_bound};
-use onnx_memsched::graph::memory::evaluate;
 use onnx_memsched::graph::OpId;
+use onnx_memsched::graph::memory::evaluate;
 use onnx_memsched::onnx::OnnxFile;
 use onnx_memsched::schedule::{heuristics, Scheduler};
 use onnx_memsched::{plan, PlanOptions};
@@ -21,10 +21,7 @@ fn main() -> ExitCode {
         eprintln!("usage: lower_bounds MODEL.onnx");
         return ExitCode::from(2);
     };
-    let file = match std::fs::read(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| OnnxFile::parse(b).map_err(|e| e.to_string()))
-    {
+    let file = match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| OnnxFile::parse(b).map_err(|e| e.to_string())) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("{path}: {e}");

@@ -42,8 +42,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let mut out =
-        Args { model: String::new(), best: None, write: None, sizes: SizeOptions::default(), priority: false };
+    let mut out = Args { model: String::new(), best: None, write: None, sizes: SizeOptions::default(), priority: false };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--best" => {
@@ -58,19 +57,17 @@ fn parse_args() -> Result<Args, String> {
                 let n = value.parse::<i64>().map_err(|e| format!("--dim {v}: {e}"))?;
                 out.sizes.dims.push((name.to_string(), n));
             }
-            "-h" | "--help" => return Err(
-                "usage: ort_predict MODEL.onnx [--priority] [--best SECONDS [--write OUT.onnx]] [--dim NAME=VALUE]..."
-                    .into(),
-            ),
+            "-h" | "--help" => {
+                return Err(
+                    "usage: ort_predict MODEL.onnx [--priority] [--best SECONDS [--write OUT.onnx]] [--dim NAME=VALUE]...".into()
+                )
+            }
             _ if out.model.is_empty() && !a.starts_with('-') => out.model = a,
             _ => return Err(format!("unexpected argument `{a}` (try --help)")),
         }
     }
     if out.model.is_empty() {
-        return Err(
-            "usage: ort_predict MODEL.onnx [--priority] [--best SECONDS [--write OUT.onnx]] [--dim NAME=VALUE]..."
-                .into(),
-        );
+        return Err("usage: ort_predict MODEL.onnx [--priority] [--best SECONDS [--write OUT.onnx]] [--dim NAME=VALUE]...".into());
     }
     if out.write.is_some() && out.best.is_none() {
         return Err("--write needs --best".into());

@@ -24,9 +24,13 @@ fn parse_args() -> Result<(String, SizeOptions), String> {
         match a.as_str() {
             "--dim" | "--input-shape" => {
                 let v = args.next().ok_or(format!("{a} needs NAME=VALUE"))?;
-                let (name, value) = v.split_once('=').ok_or(format!("{a} {v}: expected NAME=VALUE"))?;
+                let (name, value) = v
+                    .split_once('=')
+                    .ok_or(format!("{a} {v}: expected NAME=VALUE"))?;
                 if a == "--dim" {
-                    let n = value.parse::<i64>().map_err(|e| format!("--dim {v}: {e}"))?;
+                    let n = value
+                        .parse::<i64>()
+                        .map_err(|e| format!("--dim {v}: {e}"))?;
                     opts.dims.push((name.to_string(), n));
                 } else {
                     let shape = if value.is_empty() {
@@ -34,7 +38,10 @@ fn parse_args() -> Result<(String, SizeOptions), String> {
                     } else {
                         value
                             .split('x')
-                            .map(|d| d.parse::<u64>().map_err(|e| format!("--input-shape {v}: {e}")))
+                            .map(|d| {
+                                d.parse::<u64>()
+                                    .map_err(|e| format!("--input-shape {v}: {e}"))
+                            })
                             .collect::<Result<Vec<_>, _>>()?
                     };
                     opts.input_shapes.push((name.to_string(), shape));
@@ -48,7 +55,10 @@ fn parse_args() -> Result<(String, SizeOptions), String> {
             _ => return Err(format!("unexpected argument `{a}`")),
         }
     }
-    Ok((path.ok_or("usage: sizes_dump MODEL.onnx [--dim N=V]... [--input-shape NAME=AxBxC]...")?, opts))
+    Ok((
+        path.ok_or("usage: sizes_dump MODEL.onnx [--dim N=V]... [--input-shape NAME=AxBxC]...")?,
+        opts,
+    ))
 }
 
 fn main() -> ExitCode {
@@ -82,7 +92,13 @@ fn main() -> ExitCode {
             names.sort();
             for name in names {
                 let t = &s.tensors[name];
-                println!("{name}\t{}\t{:?}\t{}{:?}", t.bytes, t.source, elem_name(t.elem_type), t.shape);
+                println!(
+                    "{name}\t{}\t{:?}\t{}{:?}",
+                    t.bytes,
+                    t.source,
+                    elem_name(t.elem_type),
+                    t.shape
+                );
             }
             for a in &s.assumptions {
                 eprintln!("assumption: {a}");

@@ -15,8 +15,8 @@
 //! [`cli::main_with_args`]); it is a thin shell over [`plan::plan`] and
 //! [`output`].
 
-pub mod api;
 pub mod arena;
+pub mod api;
 pub mod cancel;
 pub mod cli;
 pub mod graph;

@@ -140,11 +140,7 @@ fn model_without_graph() {
 #[test]
 fn cycle_names_its_nodes() {
     let m = model(
-        vec![
-            node("Add", "first", &["x", "q"], &["p"]),
-            node("Relu", "second", &["p"], &["q"]),
-            node("Relu", "y", &["p"], &["y"]),
-        ],
+        vec![node("Add", "first", &["x", "q"], &["p"]), node("Relu", "second", &["p"], &["q"]), node("Relu", "y", &["p"], &["y"])],
         vec![float_value("x", &[1, 4])],
         vec![float_value("y", &[1, 4])],
     );
@@ -205,6 +201,7 @@ fn usage_errors_exit_2() {
     tool().args(["--input-shape", "x=1xq", "a.onnx", "b.onnx"]).assert().code(2);
 }
 
+
 #[test]
 fn missing_external_data_warns_but_succeeds() {
     let dir = tempfile::tempdir().unwrap();
@@ -243,16 +240,7 @@ fn report_json_has_the_documented_keys() {
     tool().args(["--dry-run", "-q", "--report"]).arg(&report).arg(&input).assert().success();
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "dry run writes no model");
     let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
-    for key in [
-        "peak_bytes_before",
-        "peak_bytes_after",
-        "lower_bound_bytes",
-        "optimal",
-        "scheduler",
-        "seconds",
-        "nodes",
-        "assumptions",
-    ] {
+    for key in ["peak_bytes_before", "peak_bytes_after", "lower_bound_bytes", "optimal", "scheduler", "seconds", "nodes", "assumptions"] {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
     assert_eq!(v["nodes"], 4);
@@ -260,6 +248,7 @@ fn report_json_has_the_documented_keys() {
     // memory model is checked in detail elsewhere.
     assert_eq!(v["peak_bytes_before"], 768);
 }
+
 
 fn write_model(dir: &Path, name: &str, m: &pb::ModelProto) -> std::path::PathBuf {
     let path = dir.join(name);

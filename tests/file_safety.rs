@@ -56,6 +56,7 @@ fn mkfifo(path: &Path) {
     assert!(ok, "mkfifo {}", path.display());
 }
 
+
 fn write(path: &Path, data: &[u8]) -> PathBuf {
     fs::write(path, data).unwrap();
     path.to_path_buf()

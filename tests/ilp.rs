@@ -234,7 +234,10 @@ fn invalid_groups_and_expired_deadlines_give_no_solution() {
         (vec![vec![OpId(0)], vec![OpId(1)], vec![OpId(2)], vec![OpId(7)]], "an op out of range"),
     ];
     for (groups, what) in cases {
-        assert!(matches!(solve(&g, &groups, &opts, &order, soon()), IlpOutcome::NoSolution { .. }), "{what}");
+        assert!(
+            matches!(solve(&g, &groups, &opts, &order, soon()), IlpOutcome::NoSolution { .. }),
+            "{what}"
+        );
     }
     // Groups that depend on each other both ways: {op0, op2} and {op1}, with
     // op3 reading op1's output and op2 writing... build a real cycle:
@@ -247,13 +250,19 @@ fn invalid_groups_and_expired_deadlines_give_no_solution() {
         other => panic!("cyclic groups: {other:?}"),
     }
     let past = Instant::now() - Duration::from_millis(1);
-    assert!(matches!(solve(&g, &singletons(&g), &opts, &order, past), IlpOutcome::NoSolution { .. }));
+    assert!(matches!(
+        solve(&g, &singletons(&g), &opts, &order, past),
+        IlpOutcome::NoSolution { .. }
+    ));
     // Empty groups are ignored; the empty graph is trivially optimal.
     let mut with_empty = singletons(&g);
     with_empty.push(Vec::new());
     assert!(matches!(solve(&g, &with_empty, &opts, &order, soon()), IlpOutcome::Optimal { .. }));
     let empty = Graph::default();
-    assert_eq!(solve(&empty, &Vec::new(), &opts, &[], soon()), IlpOutcome::Optimal { order: Vec::new(), peak: 0 });
+    assert_eq!(
+        solve(&empty, &Vec::new(), &opts, &[], soon()),
+        IlpOutcome::Optimal { order: Vec::new(), peak: 0 }
+    );
 }
 
 #[test]
@@ -342,9 +351,7 @@ fn timing_table() {
         .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| vec![10, 15, 20, 30]);
     let seeds: u64 = std::env::var("ILP_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
-    println!(
-        "| ops | sizes | seed | binaries | continuous | rows | nonzeros | LB2 | incumbent | result | peak | seconds |"
-    );
+    println!("| ops | sizes | seed | binaries | continuous | rows | nonzeros | LB2 | incumbent | result | peak | seconds |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
         for family in ["adversarial", "uniform"] {

@@ -106,8 +106,7 @@ fn if_with_empty_condition() {
         ..Default::default()
     };
     let mut iff = node("If", "iff", &["c"], &["y"]);
-    iff.attribute =
-        vec![graph_attr("then_branch", branch("Identity", "t")), graph_attr("else_branch", branch("Neg", "e"))];
+    iff.attribute = vec![graph_attr("then_branch", branch("Identity", "t")), graph_attr("else_branch", branch("Neg", "e"))];
     let cond = pb::TensorProto {
         name: Some("c".into()),
         dims: vec![0],
@@ -280,8 +279,11 @@ fn sh(script: &str) -> Worker {
 }
 
 fn plan_with(worker: Worker, file: &OnnxFile, limit: f64) -> (Result<onnx_memsched::Plan, PlanError>, f64) {
-    let opts =
-        PlanOptions { time_limit: Duration::from_secs_f64(limit), size_worker: Some(worker), ..PlanOptions::default() };
+    let opts = PlanOptions {
+        time_limit: Duration::from_secs_f64(limit),
+        size_worker: Some(worker),
+        ..PlanOptions::default()
+    };
     let start = Instant::now();
     let result = plan(file, &opts);
     (result, start.elapsed().as_secs_f64())

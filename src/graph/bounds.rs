@@ -401,7 +401,11 @@ mod tests {
     fn lb2_counts_a_tensor_that_spans_an_op() {
         // t0 -> op0 -> t1 ; t1 -> op1 -> t2 ; (t1, t2) -> op2 -> t3
         // t1 (100 B) is live across op1 in every order.
-        let g = from_lists(&[(vec![0], vec![1]), (vec![1], vec![2]), (vec![1, 2], vec![3])], &[1, 100, 10, 1], &[3]);
+        let g = from_lists(
+            &[(vec![0], vec![1]), (vec![1], vec![2]), (vec![1, 2], vec![3])],
+            &[1, 100, 10, 1],
+            &[3],
+        );
         let order: Vec<OpId> = g.op_ids().collect();
         let reach = Reachability::new(&g, &order);
         let opts = MemoryOptions::default();

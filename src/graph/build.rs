@@ -45,46 +45,10 @@ pub enum BuildError {
 /// memory option. Mirrors what onnxruntime's allocation planner and TFLite
 /// reuse; conservative: anything not listed never runs in place.
 const INPLACE_OPS: &[&str] = &[
-    "Abs",
-    "Add",
-    "BatchNormalization",
-    "Cast",
-    "Ceil",
-    "Clip",
-    "Div",
-    "Dropout",
-    "Elu",
-    "Erf",
-    "Exp",
-    "Flatten",
-    "Floor",
-    "Gelu",
-    "HardSigmoid",
-    "HardSwish",
-    "Identity",
-    "LeakyRelu",
-    "Log",
-    "Mish",
-    "Mul",
-    "Neg",
-    "Not",
-    "Pow",
-    "PRelu",
-    "Reciprocal",
-    "Relu",
-    "Reshape",
-    "Round",
-    "Selu",
-    "Sigmoid",
-    "Sign",
-    "Softplus",
-    "Softsign",
-    "Sqrt",
-    "Squeeze",
-    "Sub",
-    "Tanh",
-    "Unsqueeze",
-    "Where",
+    "Abs", "Add", "BatchNormalization", "Cast", "Ceil", "Clip", "Div", "Dropout", "Elu", "Erf", "Exp",
+    "Flatten", "Floor", "Gelu", "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "Log", "Mish", "Mul",
+    "Neg", "Not", "Pow", "PRelu", "Reciprocal", "Relu", "Reshape", "Round", "Selu", "Sigmoid", "Sign",
+    "Softplus", "Softsign", "Sqrt", "Squeeze", "Sub", "Tanh", "Unsqueeze", "Where",
 ];
 
 /// Whether a node is an ONNX `Constant` (its output is a weight).
@@ -167,14 +131,7 @@ impl Table<'_> {
         let id = TensorId(self.tensors.len() as u32);
         self.ids.insert(name.to_string(), id);
         let bytes = if kind == TensorKind::Weight { 0 } else { (self.bytes_of)(name) };
-        self.tensors.push(Tensor {
-            name: name.to_string(),
-            bytes,
-            kind,
-            producer,
-            consumers: Vec::new(),
-            graph_output: false,
-        });
+        self.tensors.push(Tensor { name: name.to_string(), bytes, kind, producer, consumers: Vec::new(), graph_output: false });
         self.origin.push(what);
         Ok(())
     }
@@ -262,18 +219,9 @@ mod tests {
             ..Default::default()
         };
         let mut iff = node("If", &["cond"], &["y"]);
-        iff.attribute.push(pb::AttributeProto {
-            name: Some("then_branch".into()),
-            g: Some(body),
-            ..Default::default()
-        });
+        iff.attribute.push(pb::AttributeProto { name: Some("then_branch".into()), g: Some(body), ..Default::default() });
         let g = pb::GraphProto {
-            node: vec![
-                node("Relu", &["x"], &["outer"]),
-                node("Relu", &["x"], &["outer2"]),
-                node("Less", &["x", "x"], &["cond"]),
-                iff,
-            ],
+            node: vec![node("Relu", &["x"], &["outer"]), node("Relu", &["x"], &["outer2"]), node("Less", &["x", "x"], &["cond"]), iff],
             input: vec![value("x")],
             output: vec![value("y")],
             ..Default::default()
@@ -287,11 +235,7 @@ mod tests {
     #[test]
     fn weights_count_zero_and_duplicates_count_once() {
         let g = pb::GraphProto {
-            node: vec![
-                node("Constant", &[], &["c"]),
-                node("Add", &["x", "x"], &["y"]),
-                node("Mul", &["y", "c"], &["z"]),
-            ],
+            node: vec![node("Constant", &[], &["c"]), node("Add", &["x", "x"], &["y"]), node("Mul", &["y", "c"], &["z"])],
             input: vec![value("x")],
             output: vec![value("z")],
             ..Default::default()

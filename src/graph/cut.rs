@@ -397,7 +397,8 @@ pub fn cut_bound(
     floor: u64,
     deadline: Option<Instant>,
 ) -> CutBound {
-    let mut best = CutBound { bytes: floor, at: None, ops_cut: 0, complete: true, per_op: vec![None; graph.ops.len()] };
+    let mut best =
+        CutBound { bytes: floor, at: None, ops_cut: 0, complete: true, per_op: vec![None; graph.ops.len()] };
     let mut candidates: Vec<usize> = (0..graph.ops.len()).collect();
     candidates.sort_by_key(|&v| std::cmp::Reverse(steps[v]));
     let mut scratch = CutScratch::default();

@@ -35,10 +35,7 @@ impl MemoryOptions {
             out.push("graph inputs live for the whole run (--inputs-live-whole-run)".to_string());
         }
         if self.inplace {
-            out.push(
-                "element-wise and reshape-like ops write in place over a dying input of the same size (--inplace)"
-                    .to_string(),
-            );
+            out.push("element-wise and reshape-like ops write in place over a dying input of the same size (--inplace)".to_string());
         }
         out
     }
@@ -179,7 +176,9 @@ pub fn live_at(graph: &Graph, order: &[OpId], step: Option<usize>, opts: &Memory
     for (i, t) in graph.tensors.iter().enumerate() {
         live[i] = t.kind == TensorKind::GraphInput;
     }
-    let collect = |live: &[bool]| (0..live.len()).filter(|&i| live[i]).map(|i| TensorId(i as u32)).collect::<Vec<_>>();
+    let collect = |live: &[bool]| {
+        (0..live.len()).filter(|&i| live[i]).map(|i| TensorId(i as u32)).collect::<Vec<_>>()
+    };
     let Some(target) = step else {
         return collect(&live);
     };

@@ -112,7 +112,8 @@ impl Graph {
 
     /// The distinct ops that produce `op`'s inputs (its direct predecessors).
     pub fn predecessors(&self, op: OpId) -> Vec<OpId> {
-        let mut preds: Vec<OpId> = self.op(op).inputs.iter().filter_map(|&t| self.tensor(t).producer).collect();
+        let mut preds: Vec<OpId> =
+            self.op(op).inputs.iter().filter_map(|&t| self.tensor(t).producer).collect();
         preds.sort_unstable();
         preds.dedup();
         preds
@@ -120,8 +121,12 @@ impl Graph {
 
     /// The distinct ops that read `op`'s outputs (its direct successors).
     pub fn successors(&self, op: OpId) -> Vec<OpId> {
-        let mut succs: Vec<OpId> =
-            self.op(op).outputs.iter().flat_map(|&t| self.tensor(t).consumers.iter().copied()).collect();
+        let mut succs: Vec<OpId> = self
+            .op(op)
+            .outputs
+            .iter()
+            .flat_map(|&t| self.tensor(t).consumers.iter().copied())
+            .collect();
         succs.sort_unstable();
         succs.dedup();
         succs

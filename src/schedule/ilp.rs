@@ -946,7 +946,8 @@ impl Model {
         let g_count = self.group_ops.len();
         let mut pos = vec![usize::MAX; g_count];
         for t in 0..g_count {
-            let at: Vec<usize> = (0..g_count).filter(|&g| self.x_var(g, t).is_some_and(|v| values[v] > 0.5)).collect();
+            let at: Vec<usize> =
+                (0..g_count).filter(|&g| self.x_var(g, t).is_some_and(|v| values[v] > 0.5)).collect();
             match at.as_slice() {
                 [g] if pos[*g] == usize::MAX => pos[*g] = t,
                 [] => return Err(format!("no group at position {t}")),
@@ -1163,7 +1164,13 @@ struct Answer {
     proved: bool,
 }
 
-fn run_solver(m: &Model, ub: Option<u64>, warm: Option<&[f64]>, seconds: f64, ub_bytes: f64) -> Result<Answer, String> {
+fn run_solver(
+    m: &Model,
+    ub: Option<u64>,
+    warm: Option<&[f64]>,
+    seconds: f64,
+    ub_bytes: f64,
+) -> Result<Answer, String> {
     let mut pv = ProblemVariables::new();
     let lb = m.lower_bound_bytes as f64 / m.unit;
     let vars: Vec<Variable> = m

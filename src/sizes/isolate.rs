@@ -153,13 +153,7 @@ fn die_with_parent() {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number by value and touches no
     // memory of this process.
     unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        );
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong);
     }
 }
 
@@ -189,11 +183,7 @@ fn encode_request(payload_len: usize, opts: &SizeOptions, tract_use: &TractUse) 
 
 fn read_request(input: &mut impl BufRead) -> Result<(pb::ModelProto, SizeOptions, TractUse), String> {
     let mut line = Vec::new();
-    input
-        .by_ref()
-        .take(MAX_HEADER)
-        .read_until(b'\n', &mut line)
-        .map_err(|e| format!("cannot read the request: {e}"))?;
+    input.by_ref().take(MAX_HEADER).read_until(b'\n', &mut line).map_err(|e| format!("cannot read the request: {e}"))?;
     let header: Value = serde_json::from_slice(&line).map_err(|e| format!("the request is not JSON: {e}"))?;
     let protocol = header.get("protocol").and_then(Value::as_u64);
     if protocol != Some(PROTOCOL) {

@@ -473,9 +473,12 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                 concrete(a.and_then(|a| a.fact(n)).as_ref())
             };
             // Inputs, and the outer-scope values a body reads.
-            let free = node.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs)).flat_map(rules::free_names);
-            let at_front =
-                node.input.iter().filter(|i| !i.is_empty()).cloned().chain(free).all(|i| lookup(&i).is_some());
+            let free = node
+                .attribute
+                .iter()
+                .flat_map(|a| a.g.iter().chain(&a.graphs))
+                .flat_map(rules::free_names);
+            let at_front = node.input.iter().filter(|i| !i.is_empty()).cloned().chain(free).all(|i| lookup(&i).is_some());
             let waits = !last && analysed.is_some() && node.input.iter().any(|i| fresh.contains(i));
             if !(last || at_front) || waits {
                 continue;
@@ -500,14 +503,16 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                         ));
                     }
                     Some((TensorSize { elem_type: elem, shape, bytes, source: SizeSource::Rule }, false))
-                } else if let Some(Ok((elem, shape))) =
-                    vinfo.get(out).filter(|_| rule.is_none() || static_vi.is_some()).map(|vi| syms.value_info(vi))
+                } else if let Some(Ok((elem, shape))) = vinfo
+                    .get(out)
+                    .filter(|_| rule.is_none() || static_vi.is_some())
+                    .map(|vi| syms.value_info(vi))
                 {
                     // (a data-dependent dim is not taken from a value_info
                     // that does not give it as a number)
-                    sized(elem, &shape).ok().map(|bytes| {
-                        (TensorSize { elem_type: elem, shape, bytes, source: SizeSource::ValueInfo }, false)
-                    })
+                    sized(elem, &shape)
+                        .ok()
+                        .map(|bytes| (TensorSize { elem_type: elem, shape, bytes, source: SizeSource::ValueInfo }, false))
                 } else if let (Some(r), Some(n)) = (rule.as_ref(), opts.unknown_dim) {
                     let shape: Vec<u64> = r.dims.iter().map(|d| d.unwrap_or(n)).collect();
                     sized(r.elem, &shape).ok().map(|bytes| {
@@ -579,8 +584,7 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
             }
             // Where tract does not run the node, its fact comes from the
             // consumers only: not a size to trust.
-            let fact =
-                analysed.as_ref().and_then(|a| a.fact(out)).filter(|_| !untrusted_outputs.contains(out.as_str()));
+            let fact = analysed.as_ref().and_then(|a| a.fact(out)).filter(|_| !untrusted_outputs.contains(out.as_str()));
             if let Some((elem, shape)) = concrete(fact.as_ref()) {
                 if let Ok(bytes) = sized(elem, &shape) {
                     let mut t = TensorSize { elem_type: elem, shape, bytes, source: SizeSource::Tract };

@@ -63,8 +63,7 @@ mod tests {
         let seven = std::hint::black_box(7);
         let caught = catch(|| -> u32 { panic!("boom {seven}") }).unwrap_err();
         // The payload is a String, or a &str when the compiler folds the text.
-        let text =
-            caught.downcast_ref::<String>().cloned().or_else(|| caught.downcast_ref::<&str>().map(|s| s.to_string()));
+        let text = caught.downcast_ref::<String>().cloned().or_else(|| caught.downcast_ref::<&str>().map(|s| s.to_string()));
         assert_eq!(text.as_deref(), Some("boom 7"));
         assert_eq!(catch(|| 5).unwrap(), 5);
         // The flag is back to zero after both.

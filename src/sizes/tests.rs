@@ -358,8 +358,14 @@ fn sub_byte_and_exotic_inputs() {
     assert_eq!(get(&s, "q").bytes, 8);
     assert_eq!(get(&s, "b").bytes, 32);
     // tract cannot see these types: the tool's Identity rule copies them
-    assert_eq!((get(&s, "q2").bytes, get(&s, "q2").source), (8, SizeSource::Rule));
-    assert_eq!((get(&s, "b2").bytes, get(&s, "b2").source), (32, SizeSource::Rule));
+    assert_eq!(
+        (get(&s, "q2").bytes, get(&s, "q2").source),
+        (8, SizeSource::Rule)
+    );
+    assert_eq!(
+        (get(&s, "b2").bytes, get(&s, "b2").source),
+        (32, SizeSource::Rule)
+    );
 }
 
 // ---------------------------------------------------------------- symbols
