@@ -154,6 +154,9 @@ pub struct Plan {
     /// Offsets of every activation tensor in one arena for `order`, with
     /// the arena's size and lower bound.
     pub arena: crate::arena::MemoryPlan,
+    /// Whether another order with no higher peak was sought for the arena
+    /// to meet its bound, and what came of it ([`crate::arena::order`]).
+    pub arena_order: crate::arena::order::OrderSearch,
     /// Wall time of planning.
     pub seconds: f64,
     /// Every runtime's peak for the input file and for the written file.
@@ -245,17 +248,50 @@ pub fn plan_with_progress(
         progress,
         gap: opts.gap,
     };
+    let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
+    let keep_input = opts.scheduler == Scheduler::Input;
+    let target = if keep_input && opts.target == Target::AllRuntimes { Target::FileOrder } else { opts.target };
     let search_time =
         search_budget(opts.time_limit, start).saturating_sub(arena_budget(opts.time_limit, graph.ops.len()));
-    let Scheduled { before_order, order, file_order, method, stats, proved, lower_bound, notes } =
+    let Scheduled { before_order, mut order, mut file_order, method, stats, proved, lower_bound, mut notes } =
         schedule_for_target(&graph, &input_order, opts, &solve_opts, search_time)?;
     let before = evaluate(&bodies::with_costs(&base, &found.costs, runtime, false), &before_order, &opts.memory);
     let after = evaluate(&graph, &order, &opts.memory);
     let bodies_proved = found.plans.iter().all(|b| b.optimal);
     let optimal = (proved || after.peak <= lower_bound) && bodies_proved;
-    let arena_deadline = Instant::now() + arena_budget(opts.time_limit, graph.ops.len());
-    let arena = crate::arena::plan_memory(&graph, &order, &opts.memory, opts.alignment, arena_deadline)
+    // Half the arena budget places the order; the rest looks for another
+    // order with no higher peak whose arena meets its bound (src/arena/order.rs).
+    let arena_start = Instant::now();
+    let arena_time = arena_budget(opts.time_limit, graph.ops.len());
+    let arena = crate::arena::plan_memory(&graph, &order, &opts.memory, opts.alignment, arena_start + arena_time / 2)
         .map_err(|e| PlanError::Internal(e.to_string()))?;
+    let keep = match target {
+        _ if keep_input => crate::arena::order::Keep::Order,
+        Target::OrtDefault => crate::arena::order::Keep::Order,
+        Target::FileOrder => crate::arena::order::Keep::Peak,
+        Target::AllRuntimes => crate::arena::order::Keep::PeakAndOrtDefault,
+    };
+    let chosen = crate::arena::order::choose(
+        &graph,
+        &order,
+        arena,
+        &opts.memory,
+        opts.alignment,
+        keep,
+        arena_start + arena_time,
+    )
+    .map_err(|e| PlanError::Internal(e.to_string()))?;
+    let (arena, arena_order) = (chosen.plan, chosen.search);
+    let after = if chosen.order != order {
+        topo::check_order(&graph, &chosen.order).map_err(&internal)?;
+        // Targets that may change the order write it as it runs.
+        order = chosen.order;
+        file_order = order.clone();
+        evaluate(&graph, &order, &opts.memory)
+    } else {
+        after
+    };
+    notes.extend(crate::arena::order::note(&arena, arena_order, optimal));
     let mut assumptions = sizes.assumptions.clone();
     assumptions.extend(opts.memory.describe());
     assumptions.extend(stats.notes.iter().cloned());
@@ -275,7 +311,6 @@ pub fn plan_with_progress(
     assumptions.extend(found.assumptions.iter().cloned());
     assumptions.extend(found.uncounted.iter().cloned());
     let identity: Vec<OpId> = base.op_ids().collect();
-    let internal = |what: String| PlanError::Internal(format!("scheduler `{}`: {what}", opts.scheduler.name()));
     let figures = |file: &[OpId], after: bool| {
         bodies::runtime_peaks(&base, &found.costs, after, file, &opts.memory)
             .ok_or_else(|| internal("the runtimes' orders do not cover the graph".into()))
@@ -301,6 +336,7 @@ pub fn plan_with_progress(
         unknown_dim: sizes.unknown_dim.clone(),
         memory: opts.memory,
         arena,
+        arena_order,
         seconds: start.elapsed().as_secs_f64(),
         runtimes,
         notes,
@@ -408,10 +444,12 @@ fn search_budget(limit: Duration, start: Instant) -> Duration {
     limit.saturating_sub(start.elapsed()).saturating_sub(margin)
 }
 
-/// Time for placing tensors in the arena beyond the greedy portfolio: a
-/// tenth of the limit, at most 1 s plus 0.1 ms per op.
+/// Time for the memory plan beyond the greedy portfolio: a fifth of the
+/// limit, at most 2 s plus 0.2 ms per op; the first half places the order's
+/// tensors, the second looks for an order whose arena meets its bound when
+/// that placement does not ([`crate::arena::order`]).
 fn arena_budget(limit: Duration, ops: usize) -> Duration {
-    (limit / 10).min(Duration::from_millis(1_000 + ops as u64 / 10))
+    (limit / 5).min(Duration::from_millis(2_000 + ops as u64 / 5))
 }
 
 fn weight_bytes(file: &OnnxFile, sizes: &sizes::Sizes) -> u64 {

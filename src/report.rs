@@ -271,6 +271,7 @@ pub fn json(model_name: &str, plan: &Plan, written: Option<&str>) -> serde_json:
         "arena_bytes": plan.arena.arena_bytes,
         "arena_lower_bound_bytes": plan.arena.arena_lower_bound_bytes,
         "arena_greedy_by_size_bytes": plan.arena.greedy_by_size_bytes,
+        "arena_order_search": plan.arena_order.json(),
         "file_sorted": plan.file_sorted,
         "seconds": plan.seconds,
         "assumptions": plan.assumptions,

@@ -154,3 +154,76 @@ fn memory_plan_end_to_end_on_a_shipped_model() {
     assert!(plan["arena_lower_bound_bytes"].as_u64().unwrap() >= report["peak_bytes_after"].as_u64().unwrap());
     assert!(arena <= report["arena_greedy_by_size_bytes"].as_u64().unwrap());
 }
+
+#[test]
+fn order_for_the_arena_keeps_peak_constraint_and_a_valid_plan() {
+    use onnx_memsched::arena::order::{choose, note, Keep, OrderSearch};
+    use onnx_memsched::schedule::{ort, runtimes};
+    let ort_peak =
+        |g: &Graph, file: &[OpId], m: &MemoryOptions| evaluate(g, &ort::predict_for_file(g, file).unwrap(), m).peak;
+    let mut rng = Rng::new(0x0DE7_A7E4);
+    let mut above = 0;
+    for case in 0..150 {
+        let n = 2 + rng.below(30) as usize;
+        let graph = random_graph(&mut rng, n);
+        let order = random_order(&graph, &mut rng);
+        for memory in all_memory_options() {
+            let first = plan_memory(&graph, &order, &memory, 64, Instant::now() + Duration::from_millis(20)).unwrap();
+            let peak = evaluate(&graph, &order, &memory).peak;
+            let ort_before = ort_peak(&graph, &order, &memory);
+            let in_priority_form = runtimes::priority_order(&graph, &order).as_deref() == Some(&order[..]);
+            for keep in [Keep::Peak, Keep::PeakAndOrtDefault] {
+                let deadline = Instant::now() + Duration::from_millis(100);
+                let chosen = choose(&graph, &order, first.clone(), &memory, 64, keep, deadline)
+                    .unwrap_or_else(|e| panic!("case {case}: {e}"));
+                onnx_memsched::graph::topo::check_order(&graph, &chosen.order).unwrap();
+                check_from_definition(&graph, &chosen.order, &memory, &chosen.plan);
+                assert!(evaluate(&graph, &chosen.order, &memory).peak <= peak, "case {case}");
+                assert!(chosen.plan.arena_bytes <= first.arena_bytes, "case {case}");
+                if keep == Keep::PeakAndOrtDefault {
+                    assert!(ort_peak(&graph, &chosen.order, &memory) <= ort_before, "case {case}");
+                }
+                if in_priority_form {
+                    assert_eq!(runtimes::priority_order(&graph, &chosen.order).as_deref(), Some(&chosen.order[..]));
+                }
+                // The outcome agrees with the plan, and a plan above its bound
+                // always comes with a note.
+                match chosen.search {
+                    OrderSearch::NotNeeded => assert!(first.optimal() && chosen.order == order, "case {case}"),
+                    OrderSearch::Found { .. } => assert!(chosen.plan.optimal() && !first.optimal(), "case {case}"),
+                    OrderSearch::NotFound { .. } => assert!(!chosen.plan.optimal(), "case {case}"),
+                    OrderSearch::Fixed => panic!("case {case}: {keep:?} may change the order"),
+                }
+                assert_eq!(note(&chosen.plan, chosen.search, false).is_some(), !chosen.plan.optimal(), "case {case}");
+                if !first.optimal() {
+                    above += 1;
+                }
+            }
+        }
+    }
+    assert!(above > 0, "no random order whose arena is above its bound: the search is not exercised");
+}
+
+#[test]
+fn report_says_what_the_arena_order_search_did() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["fork_join", "multi_branch", "nas_cell", "randwire"] {
+        let model = format!("{}/models/{name}.onnx", env!("CARGO_MANIFEST_DIR"));
+        let report_path = dir.path().join(format!("{name}.json"));
+        let run = assert_cmd::Command::cargo_bin("onnx-memsched")
+            .unwrap()
+            .args(["-q", "--dry-run", "--time-limit", "10", "--report"])
+            .arg(&report_path)
+            .arg(&model)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+        let meets = report["arena_bytes"] == report["arena_lower_bound_bytes"];
+        let outcome = report["arena_order_search"]["outcome"].as_str().unwrap_or_else(|| panic!("{name}: no outcome"));
+        assert!(report["arena_order_search"]["orders_tried"].is_u64(), "{name}");
+        assert_eq!(meets, ["not-needed", "found"].contains(&outcome), "{name}: {outcome}");
+        let noted = report["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("arena"));
+        assert_eq!(noted, !meets, "{name}");
+    }
+}

@@ -23,6 +23,7 @@
 //! most *aligned* bytes live at one step: at least the peak, and equal to it
 //! when every size is already a multiple of the alignment.
 
+pub mod order;
 pub mod place;
 
 use crate::graph::memory::{inplace_reuses, MemoryOptions};
@@ -33,6 +34,11 @@ use std::time::Instant;
 /// The default alignment of tensor offsets and sizes, in bytes (a cache
 /// line; TFLite Micro uses 16, most DSP and NPU runtimes 32 or 64).
 pub const DEFAULT_ALIGNMENT: u64 = 64;
+
+/// Plans with at most this many buffers are placed by the exact search
+/// when the greedy portfolio misses the bound ([`place::exact`]), so their
+/// arena is the least for their order unless the deadline cut it short.
+pub const EXACT_MAX_BUFFERS: usize = 48;
 
 /// One tensor's place in the arena.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +194,7 @@ pub fn plan_memory(
     let (buffers, members) = buffers(graph, order, memory, alignment)?;
     let bound = place::lower_bound(&buffers);
     let greedy = place::greedy_by_size(&buffers);
-    let best: Placement = place::plan(&buffers, Effort { deadline, exact_max_buffers: 48 });
+    let best: Placement = place::plan(&buffers, Effort { deadline, exact_max_buffers: EXACT_MAX_BUFFERS });
     let best = if best.arena <= greedy.arena { best } else { greedy.clone() };
     place::validate(&buffers, &best, alignment).map_err(ArenaError::Invalid)?;
     let mut tensors = Vec::new();

@@ -313,15 +313,131 @@ pub fn plan(buffers: &[Buffer], effort: Effort) -> Placement {
                 best = p;
             }
         }
+        // Finished before the deadline: nothing below `best.arena` exists,
+        // so searching on would only spend the time.
+        if best.arena <= bound || Instant::now() < effort.deadline {
+            return best;
+        }
+    }
+    // Repair first: it re-places only the buffers around the top of the
+    // arena, so it is cheap where the local search (which re-places every
+    // buffer per move) is slow; it gets half the time left.
+    let now = Instant::now();
+    let half = now + effort.deadline.saturating_duration_since(now) / 2;
+    if let Some(p) = repair(buffers, &adjacency, &best, bound, half) {
+        best = p;
         if best.arena <= bound {
             return best;
         }
     }
     if let Some((p, order)) = local_search(buffers, &adjacency, &best_order, best.arena, bound, effort.deadline) {
-        best = p;
-        best_order = order;
+        if p.arena < best.arena {
+            best = p;
+            best_order = order;
+        }
     }
     let _ = best_order;
+    best
+}
+
+/// Most buffers a repair window re-places by the exact search.
+const REPAIR_EXACT_MAX: usize = 20;
+
+/// Placement repair (a large-neighbourhood search): pick a buffer that ends
+/// above `bound`, free every buffer whose lifetime lies inside a window of
+/// steps around it, keep all others where they are, and re-place the freed
+/// ones (first fit in several orders, or exactly when they are few). A
+/// change is kept when neither the arena nor the bytes above the bound
+/// grow. The freed buffers are the only ones whose place changes and the
+/// others are obstacles, so every step is a valid placement. Returns a
+/// placement with a smaller arena than `start`, if one was found before
+/// `deadline`.
+pub fn repair(
+    buffers: &[Buffer],
+    adjacency: &[Vec<u32>],
+    start: &Placement,
+    bound: u64,
+    deadline: Instant,
+) -> Option<Placement> {
+    let n = buffers.len();
+    if n < 2 || start.arena <= bound || adjacency.len() != n {
+        return None;
+    }
+    let excess = |offsets: &[u64]| -> u64 {
+        buffers.iter().zip(offsets).map(|(b, &o)| (o + b.size).saturating_sub(bound)).sum()
+    };
+    let top = |offsets: &[u64]| buffers.iter().zip(offsets).map(|(b, &o)| o + b.size).max().unwrap_or(0);
+    let steps = buffers.iter().map(|b| b.last + 1).max().unwrap_or(0);
+    // Buffers by first step, to find those inside a window quickly.
+    let mut by_first: Vec<usize> = (0..n).collect();
+    by_first.sort_by_key(|&i| (buffers[i].first, i));
+    let mut offsets = start.offsets.clone();
+    let mut arena = start.arena;
+    let mut over = excess(&offsets);
+    let mut best: Option<Placement> = None;
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut taken = Vec::new();
+    let mut round: u64 = 0;
+    while Instant::now() < deadline && arena > bound {
+        round += 1;
+        let high: Vec<usize> = (0..n).filter(|&i| offsets[i] + buffers[i].size > bound).collect();
+        let Some(&h) = high.get(rng.below(high.len().max(1))) else { break };
+        // Windows grow with the rounds (up to the whole schedule) so that a
+        // stuck neighbourhood is eventually widened.
+        let reach = 1 + rng.below(2 + (round as usize / 8).min(steps));
+        let (lo, hi) = (buffers[h].first.saturating_sub(reach), buffers[h].last + reach);
+        let from = by_first.partition_point(|&i| buffers[i].first < lo);
+        let free: Vec<usize> = by_first[from..]
+            .iter()
+            .copied()
+            .take_while(|&i| buffers[i].first <= hi)
+            .filter(|&i| buffers[i].last <= hi && buffers[i].size > 0)
+            .collect();
+        if free.is_empty() {
+            continue;
+        }
+        let old: Vec<u64> = free.iter().map(|&i| offsets[i]).collect();
+        let old_top = free.iter().map(|&i| offsets[i] + buffers[i].size).max().unwrap_or(0);
+        for &i in &free {
+            offsets[i] = u64::MAX;
+        }
+        let mut placed = false;
+        if free.len() <= REPAIR_EXACT_MAX {
+            // The least top for the freed buffers among the fixed ones.
+            let sub = Search::run(buffers, adjacency, offsets.clone(), &free, old_top, bound, deadline);
+            if let Some((sub_offsets, _)) = sub {
+                offsets = sub_offsets;
+                placed = true;
+            }
+        }
+        if !placed {
+            // First fit, largest first with ties and a few swaps at random.
+            let mut keyed: Vec<(std::cmp::Reverse<u64>, usize, usize)> =
+                free.iter().map(|&i| (std::cmp::Reverse(buffers[i].size), rng.below(1 << 16), i)).collect();
+            keyed.sort_unstable();
+            let mut order: Vec<usize> = keyed.into_iter().map(|k| k.2).collect();
+            for _ in 0..rng.below(1 + order.len() / 4 + 1) {
+                let (a, b) = (rng.below(order.len()), rng.below(order.len()));
+                order.swap(a, b);
+            }
+            for &i in &order {
+                offsets[i] = lowest_fit(buffers, adjacency, &offsets, i, &mut taken);
+            }
+        }
+        let (new_arena, new_over) = (top(&offsets), excess(&offsets));
+        if (new_arena, new_over) <= (arena, over) {
+            let improved = new_arena < best.as_ref().map_or(start.arena, |b| b.arena);
+            arena = new_arena;
+            over = new_over;
+            if improved {
+                best = Some(Placement { offsets: offsets.clone(), arena, method: "repair" });
+            }
+        } else {
+            for (&i, &o) in free.iter().zip(&old) {
+                offsets[i] = o;
+            }
+        }
+    }
     best
 }
 
@@ -417,25 +533,9 @@ pub fn exact(
     bound: u64,
     deadline: Instant,
 ) -> Option<Placement> {
-    let n = buffers.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    // Large buffers first: the bound bites early.
-    order.sort_by_key(|&i| (std::cmp::Reverse(buffers[i].size), i));
-    let mut state = Search {
-        buffers,
-        adjacency,
-        offsets: vec![u64::MAX; n],
-        best_arena: upper,
-        best: None,
-        bound,
-        deadline,
-        visits: 0,
-        timed_out: false,
-        taken: Vec::new(),
-    };
-    let mut used = vec![false; n];
-    state.dfs(&order, &mut used, 0, 0);
-    state.best.map(|offsets| Placement { offsets, arena: state.best_arena, method: "exact" })
+    let all: Vec<usize> = (0..buffers.len()).collect();
+    Search::run(buffers, adjacency, vec![u64::MAX; buffers.len()], &all, upper, bound, deadline)
+        .map(|(offsets, arena)| Placement { offsets, arena, method: "exact" })
 }
 
 struct Search<'a> {
@@ -451,7 +551,44 @@ struct Search<'a> {
     taken: Vec<(u64, u64)>,
 }
 
-impl Search<'_> {
+impl<'a> Search<'a> {
+    /// Places the buffers of `free` (unplaced, `u64::MAX` in `offsets`)
+    /// among the others (placed in `offsets`) so that the highest end of a
+    /// freed buffer is least and below `upper`, stopping early at `bound`:
+    /// the new offsets and that highest end, or `None` (none below `upper`,
+    /// or the deadline passed first). Complete for the same reason as
+    /// [`exact`]: first fit among fixed obstacles still reaches every
+    /// placement's offsets or lower ones.
+    fn run(
+        buffers: &'a [Buffer],
+        adjacency: &'a [Vec<u32>],
+        offsets: Vec<u64>,
+        free: &[usize],
+        upper: u64,
+        bound: u64,
+        deadline: Instant,
+    ) -> Option<(Vec<u64>, u64)> {
+        let mut order = free.to_vec();
+        // Large buffers first: the bound bites early.
+        order.sort_by_key(|&i| (std::cmp::Reverse(buffers[i].size), i));
+        let mut state = Search {
+            buffers,
+            adjacency,
+            offsets,
+            best_arena: upper,
+            best: None,
+            bound,
+            deadline,
+            visits: 0,
+            timed_out: false,
+            taken: Vec::new(),
+        };
+        let mut used = vec![false; buffers.len()];
+        state.dfs(&order, &mut used, 0, 0);
+        let arena = state.best_arena;
+        state.best.map(|offsets| (offsets, arena))
+    }
+
     fn dfs(&mut self, candidates: &[usize], used: &mut [bool], placed: usize, arena: u64) {
         if self.timed_out || self.best_arena <= self.bound {
             return;
