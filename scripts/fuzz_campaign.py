@@ -42,10 +42,27 @@ def limits(mem_bytes, cpu_seconds):
     return apply
 
 
+def canonical(node):
+    """`node` with its bodies' nodes sorted at any depth (the tool reorders
+    body nodes too), serialized."""
+    n = onnx.NodeProto()
+    n.CopyFrom(node)
+    for a in n.attribute:
+        if a.HasField("g"):
+            inner = []
+            for x in sorted(a.g.node, key=canonical):
+                c = onnx.NodeProto()
+                c.ParseFromString(canonical(x))
+                inner.append(c)
+            del a.g.node[:]
+            a.g.node.extend(inner)
+    return n.SerializeToString(deterministic=True)
+
+
 def split_nodes(data):
     m = onnx.ModelProto()
     m.ParseFromString(data)
-    nodes = sorted(n.SerializeToString(deterministic=True) for n in m.graph.node)
+    nodes = sorted(canonical(n) for n in m.graph.node)
     del m.graph.node[:]
     return m, nodes
 
