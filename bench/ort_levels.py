@@ -3,7 +3,8 @@
 
 Usage:
     python bench/ort_levels.py [--tool target/release/onnx-memsched] [--corpus DIR]
-                               [--target T]... [--levels disable,basic,extended,all] [--json FILE] MODEL ...
+                               [--target T]... [--levels disable,basic,extended,all] [--repeat N]
+                               [--json FILE] MODEL ...
 
 MODEL is a path, or a name looked up in models/ and then in --corpus. For
 every MODEL this script writes the tool's default output (no flags) and, for
@@ -23,6 +24,10 @@ as bench/ort_enable_all.py, and prints per file and level:
 * how many of the kernels that ran are nodes of the file (same name) and how
   many onnxruntime made (fused, NCHWc, reorder nodes: new names);
 * with --json, the executed order too (kernel names).
+
+--repeat N runs each (file, level) in N fresh sessions: at ORT_ENABLE_ALL
+onnxruntime 1.32 does not always run the same file in the same order (seen
+on wide_fanout), so one session per file can mislead.
 
 Everything goes to a scratch folder that is removed at the end; the model
 files are never modified. Needs onnxruntime >= 1.32 (arena statistics in the
@@ -98,7 +103,7 @@ def resolve(name, here, corpus):
     raise SystemExit(f"{name}: no such model (not a file, not in models/ nor in {corpus})")
 
 
-def study(tool, materialize, src, work, targets, levels):
+def study(tool, materialize, src, work, targets, levels, repeat=1):
     import numpy as np
     import onnx
 
@@ -133,12 +138,12 @@ def study(tool, materialize, src, work, targets, levels):
             files.append((label, out, json.load(f)["runtimes"]))
     rows = []
     for label, path, runtimes in files:
-        for level in levels:
+        for level, rep in ((lv, i) for lv in levels for i in range(repeat)):
             r = run_worker(path, level, feeds_path, d)
-            r.update(name=name, file=label, level=level, runtimes=runtimes,
+            r.update(name=name, file=label, level=level, rep=rep, runtimes=runtimes,
                      kernels=len(r["order"]), new_kernels=sum(1 for k in r["order"] if k not in file_nodes))
             rows.append(r)
-            print(f"{name:28} {label:26} {level:9} peak {r['peak']:>12,} B at step {r['peak_step']:4}/"
+            print(f"{name:28} {label:26} {level:9}#{rep} peak {r['peak']:>12,} B at step {r['peak_step']:4}/"
                   f"{r['kernels']:<4} ({r['peak_op']} {r['peak_kernel']}); kernels made by onnxruntime: "
                   f"{r['new_kernels']}; 2nd run in use {r['second']:,} B", flush=True)
     shutil.rmtree(d, ignore_errors=True)
@@ -156,6 +161,7 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(here, "../shared/corpus/open"))
     ap.add_argument("--target", action="append", default=[], help="also measure `--target T` (repeatable)")
     ap.add_argument("--levels", default="disable,basic,extended,all")
+    ap.add_argument("--repeat", type=int, default=1, help="sessions per file and level (fresh processes)")
     ap.add_argument("--json")
     args = ap.parse_args()
     levels = args.levels.split(",")
@@ -166,7 +172,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory(prefix="ort_levels_") as work:
         for m in args.models:
-            rows += study(args.tool, materialize, resolve(m, here, args.corpus), work, args.target, levels)
+            rows += study(args.tool, materialize, resolve(m, here, args.corpus), work, args.target, levels, args.repeat)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
