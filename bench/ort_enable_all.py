@@ -186,6 +186,7 @@ def table(rows, header):
          "| arena in use, 2nd run (memory pattern) before -> after (change) | outputs identical |",
          "| --- | ---: | ---: | :---: | ---: | ---: | ---: | :---: |"]
     notes, gave_up = [], []
+    files = varied = 0
     for r in rows:
         if "error" in r:
             L.append(f"| {r['name']} | | | | | error: {r['error']} | | |")
@@ -195,7 +196,9 @@ def table(rows, header):
         b2, a2 = r["before"]["second"], r["after"]["second"]
         for v in ("before", "after"):
             x = r[v]
-            if min(x["firsts"]) != max(x["firsts"]) or min(x["seconds"]) != max(x["seconds"]) or x["orders"] > 1:
+            files += 1
+            varied += x["orders"] > 1
+            if min(x["firsts"]) != max(x["firsts"]) or min(x["seconds"]) != max(x["seconds"]):
                 notes.append(f"* **{r['name']}** ({'input' if v == 'before' else 'output'}): {len(x['firsts'])} "
                              f"sessions ran {x['orders']} different kernel order(s); 1st run "
                              f"{min(x['firsts']):,}..{max(x['firsts']):,} B, 2nd run "
@@ -205,8 +208,10 @@ def table(rows, header):
                  f"| **{b1:,} -> {a1:,} ({pct(b1, a1):+.1f}%)** | {b2:,} -> {a2:,} ({pct(b2, a2):+.1f}%) "
                  f"| {'yes' if r['same_outputs'] else 'NO'} |")
         gave_up += [f"* **{r['name']}**: {n}" for n in r["notes"]]
+    L += ["", f"onnxruntime ran more than one kernel order in the sessions of {varied} of {files} files; "
+          f"the figures differed between sessions for {len(notes)} of them:"]
     if notes:
-        L += ["", "Files whose sessions did not all agree (the table shows the median session):", ""] + notes
+        L += [""] + notes
     if gave_up:
         L += ["", "What the default target reported giving up:", ""] + gave_up
     return "\n".join(L) + "\n"
