@@ -3,7 +3,7 @@
 
 Usage:
     python bench/ort_enable_all.py [--tool target/release/onnx-memsched] [--corpus DIR]
-                                   [--out FILE.md] [--json FILE.json] [MODEL.onnx ...]
+                                   [--sessions N] [--out FILE.md] [--json FILE.json] [MODEL.onnx ...]
 
 Most users leave onnxruntime at its defaults: graph optimizations at
 ORT_ENABLE_ALL (fusions, constant folding, NCHWc layout on x86), the default
@@ -21,7 +21,14 @@ model (by default every corpus model and models/*.onnx) this script:
    * second run: the largest `mem_bytes_in_use` after a kernel minus the same
      baseline: with the memory pattern onnxruntime built during the first
      run (one block laid out by its planner), the steady state of a server;
-   and checks that both files give bit-identical outputs.
+   and checks that both files give bit-identical outputs;
+4. with --sessions N (default 3), repeats step 3 in N fresh sessions per
+   file (input and output alternating) and reports the median of each
+   figure, its range when the sessions disagree, and how many different
+   kernel orders onnxruntime ran: at ORT_ENABLE_ALL onnxruntime 1.32 does
+   not always run one file in one order (its layout rewrite numbers new
+   nodes differently from session to session on some models), so a single
+   session can show a change that is only the session's luck.
 
 Also reports the tool's figures (`runtimes` of the report, graph
 optimizations off). Writes a markdown table (stdout, or --out) and the raw
@@ -53,7 +60,10 @@ def worker(model, feeds_path, scratch):
     so.enable_profiling = True
     so.profile_file_prefix = os.path.join(scratch, "prof")
     sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-    first = sess.run(None, feeds)
+    # Copies on the numpy heap: the arrays run() returns may share the arena's
+    # buffers, and holding them would count the first run's outputs in the
+    # second run's figure.
+    first = [np.array(o, copy=True) for o in sess.run(None, feeds)]
     marker = time.perf_counter_ns()
     second = sess.run(None, feeds)
     prof = sess.end_profiling()
@@ -73,7 +83,9 @@ def worker(model, feeds_path, scratch):
         h.update(o.tobytes())
     same = all(np.array_equal(x, y) for x, y in zip(first, second))
     del marker
+    order = hashlib.sha256("\n".join(e["name"] for e in run1).encode()).hexdigest()[:16]
     print(json.dumps(dict(
+        order=order,
         first=max(int(e["args"]["mem_in_use_peak"]) for e in run1) - base,
         second=max(int(e["args"]["mem_bytes_in_use"]) for e in run2) - base,
         kernels=n,
@@ -113,7 +125,13 @@ def run_worker(model, feeds_path, scratch):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def measure(tool, materialize, src, work, tool_args=()):
+def median(xs):
+    """The median of xs (the lower middle value for an even count: a figure some session really had)."""
+    ys = sorted(xs)
+    return ys[(len(ys) - 1) // 2]
+
+
+def measure(tool, materialize, src, work, tool_args=(), sessions=1):
     import numpy as np
     import onnx
 
@@ -142,9 +160,17 @@ def measure(tool, materialize, src, work, tool_args=()):
     np.savez(feeds_path, **make_feeds(model))
     row = dict(name=name, nodes=r["nodes"], runtimes=r["runtimes"], notes=r.get("notes", []), tool_seconds=tool_s,
                optimal=r["optimal"], lower_bound=r["lower_bound_bytes"])
-    for v, path in (("before", before), ("after", after)):
-        row[v] = run_worker(path, feeds_path, d)
-    row["same_outputs"] = row["before"]["sha"] == row["after"]["sha"]
+    runs = {"before": [], "after": []}
+    for _ in range(sessions):
+        for v, path in (("before", before), ("after", after)):
+            runs[v].append(run_worker(path, feeds_path, d))
+    for v, rs in runs.items():
+        row[v] = dict(first=median([r["first"] for r in rs]), second=median([r["second"] for r in rs]),
+                      firsts=[r["first"] for r in rs], seconds=[r["second"] for r in rs],
+                      orders=len({r["order"] for r in rs}), kernels=rs[0]["kernels"],
+                      runs_agree=all(r["runs_agree"] for r in rs))
+    shas = {r["sha"] for rs in runs.values() for r in rs}
+    row["same_outputs"] = len(shas) == 1
     shutil.rmtree(d, ignore_errors=True)
     return row
 
@@ -159,7 +185,8 @@ def table(rows, header):
          "| **arena, ORT_ENABLE_ALL, 1st run** before -> after (change) "
          "| arena in use, 2nd run (memory pattern) before -> after (change) | outputs identical |",
          "| --- | ---: | ---: | :---: | ---: | ---: | ---: | :---: |"]
-    notes = []
+    notes, gave_up = [], []
+    files = varied = 0
     for r in rows:
         if "error" in r:
             L.append(f"| {r['name']} | | | | | error: {r['error']} | | |")
@@ -167,13 +194,26 @@ def table(rows, header):
         fo, od = r["runtimes"]["file-order"], r["runtimes"]["ort-default"]
         b1, a1 = r["before"]["first"], r["after"]["first"]
         b2, a2 = r["before"]["second"], r["after"]["second"]
+        for v in ("before", "after"):
+            x = r[v]
+            files += 1
+            varied += x["orders"] > 1
+            if min(x["firsts"]) != max(x["firsts"]) or min(x["seconds"]) != max(x["seconds"]):
+                notes.append(f"* **{r['name']}** ({'input' if v == 'before' else 'output'}): {len(x['firsts'])} "
+                             f"sessions ran {x['orders']} different kernel order(s); 1st run "
+                             f"{min(x['firsts']):,}..{max(x['firsts']):,} B, 2nd run "
+                             f"{min(x['seconds']):,}..{max(x['seconds']):,} B")
         L.append(f"| {r['name']} | {r['nodes']} | {fo['before']:,} -> {fo['after']:,} "
                  f"| {'yes' if r['optimal'] else 'no'} | {od['before']:,} -> {od['after']:,} "
                  f"| **{b1:,} -> {a1:,} ({pct(b1, a1):+.1f}%)** | {b2:,} -> {a2:,} ({pct(b2, a2):+.1f}%) "
                  f"| {'yes' if r['same_outputs'] else 'NO'} |")
-        notes += [f"* **{r['name']}**: {n}" for n in r["notes"]]
+        gave_up += [f"* **{r['name']}**: {n}" for n in r["notes"]]
+    L += ["", f"onnxruntime ran more than one kernel order in the sessions of {varied} of {files} files; "
+          f"the figures differed between sessions for {len(notes)} of them:"]
     if notes:
-        L += ["", "What the default target reported giving up:", ""] + notes
+        L += [""] + notes
+    if gave_up:
+        L += ["", "What the default target reported giving up:", ""] + gave_up
     return "\n".join(L) + "\n"
 
 
@@ -188,6 +228,7 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(here, "../shared/corpus/open"))
     ap.add_argument("--out")
     ap.add_argument("--json")
+    ap.add_argument("--sessions", type=int, default=3, help="fresh sessions per file (median reported)")
     ap.add_argument("--tool-arg", action="append", default=[], help="extra argument for the tool (repeatable)")
     args = ap.parse_args()
     import onnxruntime
@@ -200,14 +241,14 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ort_enable_all_") as work:
         for m in models:
             try:
-                row = measure(args.tool, materialize, m, work, args.tool_arg)
+                row = measure(args.tool, materialize, m, work, args.tool_arg, max(1, args.sessions))
             except Exception as e:  # one failing model does not stop the table
                 row = dict(name=os.path.basename(m)[: -len(".onnx")], error=str(e)[:200])
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "notes"}), file=sys.stderr)
     header = (f"Generated by `python bench/ort_enable_all.py` on {time.strftime('%Y-%m-%d')}: {platform.machine()}, "
               f"Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}, "
-              f"{time.monotonic() - t0:.0f} s in all.")
+              f"{args.sessions} sessions per file (median shown), {time.monotonic() - t0:.0f} s in all.")
     text = table(rows, header)
     if args.out:
         with open(args.out, "w") as f:
