@@ -536,10 +536,14 @@ fn loop_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Ty
         Err(e) => return Applied::failed(e),
     };
     // body outputs: cond, carried..., scan outputs...
-    let trip = match (input(node, 0).and_then(|m| ctx.consts.get(m)), input(node, 1)) {
-        (Some(m), None) if m.len() == 1 && m[0] >= 0.0 => Some(m[0] as u64),
-        _ => None,
+    // The trip count is M when nothing can stop the loop earlier: no
+    // condition, or a constant true one that the body passes on unchanged.
+    let m = input(node, 0).and_then(|m| ctx.consts.get(m)).filter(|m| m.len() == 1 && m[0] >= 0.0);
+    let runs_to_m = match input(node, 1) {
+        None => true,
+        Some(c) => ctx.consts.get(c).is_some_and(|v| v.len() == 1 && v[0] != 0.0) && condition_passes_through(g),
     };
+    let trip = m.filter(|_| runs_to_m).map(|m| m[0] as u64);
     let mut result = Vec::new();
     for (k, (elem, shape)) in outs.iter().enumerate().skip(1) {
         if let Some((_, init)) = carried.get(k - 1) {
@@ -556,6 +560,21 @@ fn loop_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Ty
         }
     }
     Some(Applied { outs: result, notes, failure: None })
+}
+
+/// Whether a Loop body's condition output is its condition input, as is or
+/// through one `Identity`: then a loop started with a true condition never
+/// stops before its trip count.
+fn condition_passes_through(g: &pb::GraphProto) -> bool {
+    let (Some(c_in), Some(c_out)) = (g.input.get(1).map(|v| v.name()), g.output.first().map(|v| v.name())) else {
+        return false;
+    };
+    c_in == c_out
+        || g.node.iter().any(|n| {
+            n.op_type() == "Identity"
+                && n.output.first().map(String::as_str) == Some(c_out)
+                && n.input.first().map(String::as_str) == Some(c_in)
+        })
 }
 
 fn scan_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Typed>) -> Option<Applied> {

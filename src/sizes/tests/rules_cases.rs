@@ -335,11 +335,16 @@ fn scan_outputs_stack_the_body() {
 }
 
 /// Loop with M = 3, carried h: FLOAT[1, 8], one scan output (h_out per
-/// iteration); `cond` input given or not.
+/// iteration); `cond` input given (a constant true) or not; the body passes
+/// its condition on (`Identity`) or computes it (`Not`, data-dependent).
 fn loop_model(with_cond: bool) -> pb::ModelProto {
+    loop_model_with(with_cond, "Identity")
+}
+
+fn loop_model_with(with_cond: bool, cond_op: &str) -> pb::ModelProto {
     let body = graph(
         vec![
-            node("Identity", &["c_in"], &["c_out"], vec![]),
+            node(cond_op, &["c_in"], &["c_out"], vec![]),
             node("Relu", &["h"], &["h_out"], vec![]),
             node("Neg", &["h"], &["scan"], vec![]),
         ],
@@ -372,10 +377,13 @@ fn loop_outputs_from_the_body() {
     // 3 iterations of FLOAT[1, 8]: [3, 1, 8] = 96 B
     assert_eq!((get(&s, "stacked").shape.clone(), get(&s, "stacked").bytes), (vec![3, 1, 8], 96));
     assert_eq!(get(&s, "y").bytes, 96);
-    // with a condition the trip count is data-dependent
-    let e = infer(&loop_model(true), &no_opts()).unwrap_err().to_string();
+    // a constant true condition the body passes on cannot stop the loop: M
+    let s = infer(&loop_model(true), &no_opts()).unwrap();
+    assert_eq!((get(&s, "stacked").shape.clone(), get(&s, "stacked").bytes), (vec![3, 1, 8], 96));
+    // a condition the body computes makes the trip count data-dependent
+    let e = infer(&loop_model_with(true, "Not"), &no_opts()).unwrap_err().to_string();
     assert!(e.contains("`stacked`") && e.contains("--unknown-dim"), "{e}");
-    let s = infer(&loop_model(true), &unknown_dim(4)).unwrap();
+    let s = infer(&loop_model_with(true, "Not"), &unknown_dim(4)).unwrap();
     assert_eq!(get(&s, "stacked").shape, vec![4, 1, 8]);
     assert_eq!(get(&s, "h_final").bytes, 32);
 }
