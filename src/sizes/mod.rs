@@ -432,7 +432,8 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
     // tract, which infers what follows. Rounds go from the front (nodes whose
     // inputs are all known); the last round decides what is left.
     let consts = rules::constants(graph);
-    let ctx = rules::Ctx { model, opts, consts: &consts };
+    let sequences = std::cell::RefCell::new(HashMap::new());
+    let ctx = rules::Ctx { model, opts, consts: &consts, sequences: &sequences };
     let mut decided: HashMap<String, TensorSize> = HashMap::new();
     let mut rule_notes: Vec<String> = Vec::new();
     let mut disagreements: Vec<String> = Vec::new();

@@ -29,9 +29,13 @@
 //!   elements): `SequenceEmpty` → `[0]`, `SequenceConstruct` → `[k, ...]`,
 //!   `SequenceLength` → `INT64[]`. Optionals are sized as their element
 //!   (`Optional`, `OptionalGetElement`; `OptionalHasElement` → `BOOL[]`);
-//!   `Identity` copies its input's type (sequence or not). Other sequence ops
-//!   (`SplitToSequence`, `SequenceAt`, ...) fall back on value_info, where a
-//!   sequence type is sized with a length that only `--unknown-dim` gives.
+//!   `Identity` copies its input's type (sequence or not). `SplitToSequence`
+//!   (pieces from `split` or `axis`; unknown pieces: the input's bytes),
+//!   `SequenceInsert`, `SequenceErase`, `SequenceAt` and `ConcatFromSequence`
+//!   follow the elements of every sequence the rules built, at constant
+//!   positions; a sequence from elsewhere (a graph input, a Loop) falls back
+//!   on value_info, where a sequence type is sized with a length that only
+//!   `--unknown-dim` gives.
 //! - `If`: each branch is sized on its own (a recursive [`super::infer`] with
 //!   the outer-scope values it reads as inputs); when the condition is a
 //!   constant, the branch taken gives the outputs, else each output takes the
@@ -108,6 +112,11 @@ pub(crate) struct Ctx<'a> {
     pub opts: &'a SizeOptions,
     /// Values of small constants, by name.
     pub consts: &'a HashMap<String, Vec<f64>>,
+    /// The elements of each sequence the rules built, in order, when each
+    /// one's type is known: what `SequenceAt`, `SequenceErase` and
+    /// `ConcatFromSequence` read (a sequence's own size, its elements stacked
+    /// or flattened, cannot say where one element ends).
+    pub sequences: &'a std::cell::RefCell<HashMap<String, Vec<Typed>>>,
 }
 
 /// Ops that tract must not size even when it can: their outputs always come
@@ -322,17 +331,103 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
         }
         // Sequences are sized as their elements stacked along a new first
         // dim (same bytes); optionals as their element.
-        "SequenceEmpty" => one(RuleOut::known(dtype_attr().unwrap_or(FLOAT), &[0])),
+        "SequenceEmpty" => {
+            let elem = dtype_attr().unwrap_or(FLOAT);
+            record_sequence(ctx, node, Vec::new());
+            one(RuleOut::known(elem, &[0]))
+        }
         "SequenceConstruct" => {
             let elems: Vec<Typed> = node.input.iter().map(|i| lookup(i)).collect::<Option<Vec<_>>>()?;
+            let elem = elems.first()?.0;
+            record_sequence(ctx, node, elems.clone());
+            one(sequence_out(elem, &elems)?)
+        }
+        "SplitToSequence" => {
+            let (elem, shape) = typed(0)?;
+            let r = shape.len() as i64;
+            let a = attr(node, "axis").map_or(0, |a| a.i());
+            let ax = usize::try_from(if a < 0 { a + r } else { a }).ok().filter(|&x| x < shape.len())?;
+            let len = shape[ax];
+            let sizes: Option<Vec<u64>> = match input(node, 1) {
+                None => Some(vec![1; len as usize]),
+                Some(_) => match values(1) {
+                    // a scalar: pieces of that size, the last one shorter
+                    Some(v) if v.len() == 1 && input_rank(node, 1, lookup) == Some(0) && v[0] >= 1.0 => {
+                        let k = v[0] as u64;
+                        Some((0..len.div_ceil(k)).map(|i| k.min(len - i * k)).collect())
+                    }
+                    Some(v) if v.iter().all(|&x| x >= 0.0) && v.iter().sum::<f64>() as u64 == len => {
+                        Some(v.iter().map(|&x| x as u64).collect())
+                    }
+                    _ => None,
+                },
+            };
+            let Some(sizes) = sizes else {
+                // Unknown pieces: the sequence still holds the input's bytes.
+                return one(RuleOut::known(elem, &[super::dims::count(&shape)?]));
+            };
+            let keep = input(node, 1).is_some() || attr(node, "keepdims").map_or(1, |a| a.i()) != 0;
+            let elems: Vec<Typed> = sizes
+                .iter()
+                .map(|&k| {
+                    let mut s = shape.clone();
+                    if keep {
+                        s[ax] = k;
+                    } else {
+                        s.remove(ax);
+                    }
+                    (elem, s)
+                })
+                .collect();
+            record_sequence(ctx, node, elems.clone());
+            one(sequence_out(elem, &elems)?)
+        }
+        "SequenceInsert" => {
+            let mut elems = known_sequence(ctx, node, 0)?;
+            let t = typed(1)?;
+            let at = position(values(2), elems.len(), elems.len() + 1, elems.len())?;
+            elems.insert(at, t.clone());
+            record_sequence(ctx, node, elems.clone());
+            one(sequence_out(t.0, &elems)?)
+        }
+        "SequenceErase" => {
+            let mut elems = known_sequence(ctx, node, 0)?;
+            let elem = typed(0)?.0;
+            let at = position(values(1), elems.len(), elems.len(), elems.len().checked_sub(1)?)?;
+            elems.remove(at);
+            record_sequence(ctx, node, elems.clone());
+            one(sequence_out(elem, &elems)?)
+        }
+        "SequenceAt" => {
+            let elems = known_sequence(ctx, node, 0)?;
+            let at = position(Some(values(1)?), elems.len(), elems.len(), 0)?;
+            let (elem, shape) = elems.get(at)?.clone();
+            one(RuleOut::known(elem, &shape))
+        }
+        "ConcatFromSequence" => {
+            let elems = known_sequence(ctx, node, 0)?;
             let (elem, first) = elems.first()?.clone();
-            if elems.iter().all(|(e, s)| *e == elem && *s == first) {
-                let mut dims = vec![elems.len() as u64];
-                dims.extend(first);
-                one(RuleOut::known(elem, &dims))
+            let new_axis = attr(node, "new_axis").map_or(0, |a| a.i()) != 0;
+            let r = first.len() as i64 + i64::from(new_axis);
+            let a = attr(node, "axis")?.i();
+            let ax = usize::try_from(if a < 0 { a + r } else { a }).ok().filter(|&x| (x as i64) < r)?;
+            if new_axis {
+                if !elems.iter().all(|(_, s)| *s == first) {
+                    return None;
+                }
+                let mut s = first.clone();
+                s.insert(ax, elems.len() as u64);
+                one(RuleOut::known(elem, &s))
             } else {
-                let total = elems.iter().try_fold(0u64, |acc, (_, s)| acc.checked_add(super::dims::count(s)?))?;
-                one(RuleOut::known(elem, &[total]))
+                let same_elsewhere = elems.iter().all(|(_, s)| {
+                    s.len() == first.len() && s.iter().zip(&first).enumerate().all(|(i, (x, y))| i == ax || x == y)
+                });
+                if !same_elsewhere {
+                    return None;
+                }
+                let mut s = first.clone();
+                s[ax] = elems.iter().try_fold(0u64, |acc, (_, s)| acc.checked_add(s[ax]))?;
+                one(RuleOut::known(elem, &s))
             }
         }
         "SequenceLength" | "OptionalHasElement" => {
@@ -347,6 +442,49 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
         "Scan" if opset(ctx.model) >= 9 => scan_rule(node, ctx, lookup),
         _ => None,
     }
+}
+
+/// A sequence's size: its elements stacked along a new first dim when they
+/// all have one shape, else one flat dim of all their elements (the same
+/// bytes either way).
+fn sequence_out(elem: i32, elems: &[Typed]) -> Option<RuleOut> {
+    match elems.first() {
+        Some((_, first)) if elems.iter().all(|(e, s)| *e == elem && s == first) => {
+            let mut dims = vec![elems.len() as u64];
+            dims.extend(first);
+            Some(RuleOut::known(elem, &dims))
+        }
+        _ => {
+            let total = elems.iter().try_fold(0u64, |acc, (_, s)| acc.checked_add(super::dims::count(s)?))?;
+            Some(RuleOut::known(elem, &[total]))
+        }
+    }
+}
+
+fn record_sequence(ctx: &Ctx, node: &pb::NodeProto, elems: Vec<Typed>) {
+    if let Some(out) = node.output.first().filter(|o| !o.is_empty()) {
+        ctx.sequences.borrow_mut().insert(out.clone(), elems);
+    }
+}
+
+/// The elements of the sequence input `i`, when a rule built it.
+fn known_sequence(ctx: &Ctx, node: &pb::NodeProto, i: usize) -> Option<Vec<Typed>> {
+    ctx.sequences.borrow().get(input(node, i)?).cloned()
+}
+
+/// A sequence position of a sequence of `len` elements: a negative one
+/// counts from the end (`p + len`), the result must be below `bound` (`len`
+/// to read or erase, `len + 1` to insert); `default` when the input is
+/// absent, `None` when it is not a constant or out of range.
+fn position(values: Option<&Vec<f64>>, len: usize, bound: usize, default: usize) -> Option<usize> {
+    let Some(v) = values else { return Some(default) };
+    let p = *v.first().filter(|_| v.len() == 1)? as i64;
+    let p = if p < 0 { p + len as i64 } else { p };
+    usize::try_from(p).ok().filter(|&p| p < bound)
+}
+
+fn input_rank(node: &pb::NodeProto, i: usize, lookup: &dyn Fn(&str) -> Option<Typed>) -> Option<usize> {
+    input(node, i).and_then(lookup).map(|(_, s)| s.len())
 }
 
 fn body<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::GraphProto> {

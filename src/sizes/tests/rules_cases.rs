@@ -452,7 +452,7 @@ fn sequences_sized_when_known_else_unknown_dim() {
     // element type, length and unknown dims from --unknown-dim
     let m = model(graph(
         vec![
-            node("SplitToSequence", &["x"], &["parts"], vec![int("axis", 0)]),
+            custom("ai.onnx.contrib", "MakeParts", &["x"], &["parts"]),
             node("ConcatFromSequence", &["parts"], &["y"], vec![int("axis", 0)]),
         ],
         vec![vi("x", FLOAT, &["6", "2"])],
@@ -464,6 +464,57 @@ fn sequences_sized_when_known_else_unknown_dim() {
     assert!(e.contains("`parts`") && e.contains("--unknown-dim N"), "{e}");
     let s = infer(&m, &unknown_dim(6)).unwrap();
     assert_eq!(get(&s, "parts").bytes, 6 * 2 * 4);
+}
+
+#[test]
+fn sequence_ops_follow_their_elements() {
+    // x: FLOAT[7, 2] split in pieces of 3 along axis 0: [3, 2], [3, 2], [1, 2]
+    let m = model(graph(
+        vec![
+            node("SplitToSequence", &["x", "three"], &["parts"], vec![int("axis", 0)]),
+            // erase the last: [3, 2], [3, 2] (stacked: [2, 3, 2])
+            node("SequenceErase", &["parts", "minus_one"], &["two"], vec![]),
+            // insert b: FLOAT[1, 2] in front: ragged, one flat dim of 14
+            node("SequenceInsert", &["two", "b", "zero"], &["three_parts"], vec![]),
+            // the second from the end: [3, 2]
+            node("SequenceAt", &["three_parts", "minus_two"], &["at"], vec![]),
+            // concatenated along axis 0: [7, 2]
+            node("ConcatFromSequence", &["three_parts"], &["cat"], vec![int("axis", 0)]),
+            // stacked along a new axis 1: [3, 2, 2]... of the equal pieces
+            node("ConcatFromSequence", &["two"], &["stacked"], vec![int("axis", 1), int("new_axis", 1)]),
+        ],
+        vec![vi("x", FLOAT, &["7", "2"]), vi("b", FLOAT, &["1", "2"])],
+        vec![vi("at", FLOAT, &["?", "?"]), vi("cat", FLOAT, &["?", "?"]), vi("stacked", FLOAT, &["?", "?", "?"])],
+        vec![
+            i64_tensor("three", &[], &[3]),
+            i64_tensor("minus_one", &[], &[-1]),
+            i64_tensor("zero", &[], &[0]),
+            i64_tensor("minus_two", &[], &[-2]),
+        ],
+        vec![],
+    ));
+    let s = infer(&m, &no_opts()).unwrap();
+    assert_eq!(get(&s, "parts").bytes, 7 * 2 * 4);
+    assert_eq!((get(&s, "two").shape.clone(), get(&s, "two").bytes), (vec![2, 3, 2], 48));
+    assert_eq!((get(&s, "three_parts").shape.clone(), get(&s, "three_parts").bytes), (vec![14], 56));
+    assert_eq!(get(&s, "at").shape, vec![3, 2]);
+    assert_eq!(get(&s, "cat").shape, vec![7, 2]);
+    assert_eq!(get(&s, "stacked").shape, vec![3, 2, 2]);
+
+    // pieces from a split that is not a constant: the input's bytes, and
+    // what reads the elements falls back on value_info
+    let m = model(graph(
+        vec![
+            node("SplitToSequence", &["x", "sp"], &["parts"], vec![]),
+            node("SequenceLength", &["parts"], &["n"], vec![]),
+        ],
+        vec![vi("x", FLOAT, &["7", "2"]), vi("sp", INT64, &["2"])],
+        vec![vi("n", INT64, &[])],
+        vec![],
+        vec![],
+    ));
+    let s = infer(&m, &no_opts()).unwrap();
+    assert_eq!(get(&s, "parts").bytes, 56);
 }
 
 #[test]
