@@ -433,75 +433,21 @@ fn plan_body(
 
 type Typed = (i32, Vec<u64>);
 
-const INT64: i32 = 7;
-const BOOL: i32 = 9;
-
-/// The types of a body's declared inputs, from the node's inputs.
+/// The types of a body's declared inputs, from the node's inputs (none for
+/// an If branch; [`sizes::body_formals`] for Loop and Scan).
 fn formals(
     node: &pb::NodeProto,
     body: &pb::GraphProto,
     lookup: &dyn Fn(&str) -> Option<Typed>,
 ) -> Result<Vec<Typed>, String> {
-    let known = |name: &str| lookup(name).ok_or_else(|| format!("the size of its input `{name}` is unknown"));
-    let formal: Vec<Typed> = match node.op_type() {
+    let formal = match node.op_type() {
         "If" => Vec::new(),
-        "Loop" => {
-            let mut f = vec![(INT64, vec![]), (BOOL, vec![])];
-            for name in node.input.iter().skip(2) {
-                f.push(known(name)?);
-            }
-            f
-        }
-        "Scan" => {
-            let m = node
-                .attribute
-                .iter()
-                .find(|a| a.name() == "num_scan_inputs")
-                .and_then(|a| usize::try_from(a.i()).ok())
-                .ok_or("it has no num_scan_inputs")?;
-            let all: Vec<Typed> = node.input.iter().map(|n| known(n)).collect::<Result<_, _>>()?;
-            let states = all.len().checked_sub(m).ok_or("it has fewer inputs than num_scan_inputs")?;
-            let axes = node.attribute.iter().find(|a| a.name() == "scan_input_axes").map(|a| a.ints.clone());
-            let mut f = all[..states].to_vec();
-            for (k, (elem, shape)) in all[states..].iter().enumerate() {
-                let r = shape.len() as i64;
-                let ax = axes.as_ref().and_then(|a| a.get(k)).copied().unwrap_or(0);
-                let ax = usize::try_from(if ax < 0 { ax + r } else { ax })
-                    .ok()
-                    .filter(|&a| a < shape.len())
-                    .ok_or("a scan axis is out of range")?;
-                let mut s = shape.clone();
-                s.remove(ax);
-                f.push((*elem, s));
-            }
-            f
-        }
-        other => return Err(format!("bodies of {other} nodes are not modelled")),
+        _ => sizes::body_formals(node, lookup)?.0,
     };
     if formal.len() != body.input.len() {
         return Err(format!("its body declares {} inputs where {} are fed", body.input.len(), formal.len()));
     }
     Ok(formal)
-}
-
-fn typed_value_info(name: &str, elem: i32, shape: &[u64]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    pb::ValueInfoProto {
-        name: Some(name.to_string()),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: Some(pb::TensorShapeProto {
-                    dim: shape
-                        .iter()
-                        .map(|&d| Dimension { value: Some(Value::DimValue(d as i64)), ..Default::default() })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 /// `body` as a model of its own (see the module doc): `formals` type its
@@ -516,7 +462,7 @@ pub(crate) fn standalone(
 ) -> Result<pb::ModelProto, String> {
     let outer = model.graph.as_ref().ok_or("the model has no graph")?;
     let mut sub = body.clone();
-    sub.input = body.input.iter().zip(formals).map(|(vi, (e, s))| typed_value_info(vi.name(), *e, s)).collect();
+    sub.input = body.input.iter().zip(formals).map(|(vi, (e, s))| sizes::typed_value_info(vi.name(), *e, s)).collect();
     let inits: HashMap<&str, &pb::TensorProto> = outer.initializer.iter().map(|t| (t.name(), t)).collect();
     let constants: HashMap<&str, &pb::TensorProto> = outer
         .node
@@ -546,7 +492,7 @@ pub(crate) fn standalone(
         });
         let (elem, shape) =
             lookup(&name).or(declared).ok_or_else(|| format!("the outer value `{name}` it reads has no size"))?;
-        sub.input.push(typed_value_info(&name, elem, &shape));
+        sub.input.push(sizes::typed_value_info(&name, elem, &shape));
     }
     Ok(pb::ModelProto {
         ir_version: model.ir_version,

@@ -26,6 +26,23 @@
 pub mod order;
 pub mod place;
 
+/// A small deterministic PRNG (xorshift64*) for the placement tests, so a
+/// failure reproduces from its seed.
+#[cfg(test)]
+mod test_rng {
+    pub(crate) struct Rng64(pub u64);
+
+    impl Rng64 {
+        /// Uniform in `0..n` (n > 0).
+        pub(crate) fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+        }
+    }
+}
+
 use crate::graph::memory::{inplace_reuses, MemoryOptions};
 use crate::graph::{Graph, OpId, TensorId, TensorKind};
 use place::{Buffer, Effort, Placement};

@@ -458,15 +458,7 @@ mod tests {
     use crate::graph::{from_lists, topo};
     use std::time::Duration;
 
-    struct Rng64(u64);
-    impl Rng64 {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-        }
-    }
+    use super::super::test_rng::Rng64;
 
     /// A random DAG of `n` ops in two chains that start from the graph
     /// input and merge in a last op: op `i` extends chain `i % 2` and may

@@ -645,15 +645,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    struct Rng64(u64);
-    impl Rng64 {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-        }
-    }
+    use super::super::test_rng::Rng64;
 
     fn random_buffers(rng: &mut Rng64, n: usize, steps: u64, align: u64) -> Vec<Buffer> {
         (0..n)

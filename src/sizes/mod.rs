@@ -72,6 +72,8 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 
 pub use dtype::{elem_bits, elem_bytes, elem_name};
+pub(crate) use prepare::typed_value_info;
+pub(crate) use rules::body_formals;
 
 use crate::onnx::pb;
 use dims::{count, Symbols};

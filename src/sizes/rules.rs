@@ -664,11 +664,55 @@ fn if_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Type
     Some(Applied { outs: outs.iter().map(|(e, s)| Some(RuleOut::known(*e, s))).collect(), notes, failure: None })
 }
 
+/// The types of the declared inputs of a Loop or Scan body, from the types
+/// of the node's inputs: for Loop the iteration count, the condition and the
+/// loop-carried values; for Scan the states and one slice of each scanned
+/// input (along its `scan_input_axes`), with the scanned length (`None`
+/// without scanned inputs). `Err` says why they cannot be known.
+pub(crate) fn body_formals(
+    node: &pb::NodeProto,
+    lookup: &dyn Fn(&str) -> Option<Typed>,
+) -> Result<(Vec<Typed>, Option<u64>), String> {
+    let known = |name: &str| lookup(name).ok_or_else(|| format!("the size of its input `{name}` is unknown"));
+    match node.op_type() {
+        "Loop" => {
+            let mut formal = vec![(INT64, vec![]), (BOOL, vec![])];
+            for name in node.input.iter().skip(2) {
+                formal.push(known(name)?);
+            }
+            Ok((formal, None))
+        }
+        "Scan" => {
+            let m = attr(node, "num_scan_inputs")
+                .and_then(|a| usize::try_from(a.i()).ok())
+                .ok_or("it has no num_scan_inputs")?;
+            let all: Vec<Typed> = node.input.iter().map(|n| known(n)).collect::<Result<_, _>>()?;
+            let states = all.len().checked_sub(m).ok_or("it has fewer inputs than num_scan_inputs")?;
+            let axes = attr(node, "scan_input_axes").map(|a| a.ints.clone()).unwrap_or_default();
+            let mut formal = all[..states].to_vec();
+            let mut seq_len = None;
+            for (k, (elem, shape)) in all[states..].iter().enumerate() {
+                let r = shape.len() as i64;
+                let ax = axes.get(k).copied().unwrap_or(0);
+                let ax = usize::try_from(if ax < 0 { ax + r } else { ax })
+                    .ok()
+                    .filter(|&a| a < shape.len())
+                    .ok_or("a scan axis is out of range")?;
+                seq_len.get_or_insert(shape[ax]);
+                let mut s = shape.clone();
+                s.remove(ax);
+                formal.push((*elem, s));
+            }
+            Ok((formal, seq_len))
+        }
+        other => Err(format!("bodies of {other} nodes are not modelled")),
+    }
+}
+
 fn loop_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Typed>) -> Option<Applied> {
     let g = body(node, "body")?;
-    let carried: Vec<Typed> = node.input.iter().skip(2).map(|i| lookup(i)).collect::<Option<Vec<_>>>()?;
-    let mut formal = vec![(INT64, vec![]), (BOOL, vec![])];
-    formal.extend(carried.iter().cloned());
+    let (formal, _) = body_formals(node, lookup).ok()?;
+    let carried = &formal[2..];
     let (outs, notes) = match run_body(g, &formal, ctx, lookup) {
         Ok(x) => x,
         Err(e) => return Applied::failed(e),
@@ -717,23 +761,11 @@ fn condition_passes_through(g: &pb::GraphProto) -> bool {
 
 fn scan_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Typed>) -> Option<Applied> {
     let g = body(node, "body")?;
-    let m = usize::try_from(attr(node, "num_scan_inputs")?.i()).ok()?;
-    let all: Vec<Typed> = node.input.iter().map(|i| lookup(i)).collect::<Option<Vec<_>>>()?;
-    let n_states = all.len().checked_sub(m)?;
-    let in_axes = attr(node, "scan_input_axes").map(|a| a.ints.clone()).unwrap_or_default();
-    let out_axes = attr(node, "scan_output_axes").map(|a| a.ints.clone()).unwrap_or_default();
-    let mut formal: Vec<Typed> = all[..n_states].to_vec();
-    let mut seq_len = None;
-    for (k, (elem, shape)) in all[n_states..].iter().enumerate() {
-        let r = shape.len() as i64;
-        let ax = in_axes.get(k).copied().unwrap_or(0);
-        let ax = usize::try_from(if ax < 0 { ax + r } else { ax }).ok().filter(|&a| a < shape.len())?;
-        seq_len.get_or_insert(shape[ax]);
-        let mut s = shape.clone();
-        s.remove(ax);
-        formal.push((*elem, s));
-    }
+    let (formal, seq_len) = body_formals(node, lookup).ok()?;
     let seq_len = seq_len?;
+    let m = usize::try_from(attr(node, "num_scan_inputs")?.i()).ok()?;
+    let n_states = node.input.len().checked_sub(m)?;
+    let out_axes = attr(node, "scan_output_axes").map(|a| a.ints.clone()).unwrap_or_default();
     let (outs, notes) = match run_body(g, &formal, ctx, lookup) {
         Ok(x) => x,
         Err(e) => return Applied::failed(e),
