@@ -56,6 +56,8 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto
 
+from node_order import canonical_node
+
 
 # ---------------------------------------------------------------- model walking
 
@@ -161,26 +163,6 @@ def without_nodes(model):
     m.CopyFrom(model)
     del m.graph.node[:]
     return m.SerializeToString()
-
-
-def canonical_copy(node):
-    """A copy of `node` with every body's nodes in a canonical order, at any
-    depth: the tool may reorder the nodes inside If/Loop/Scan bodies too, and
-    nothing else in them."""
-    n = onnx.NodeProto()
-    n.CopyFrom(node)
-    for a in n.attribute:
-        if a.type == onnx.AttributeProto.GRAPH:
-            nodes = sorted((canonical_copy(x) for x in a.g.node), key=lambda x: x.SerializeToString())
-            del a.g.node[:]
-            a.g.node.extend(nodes)
-    return n
-
-
-def canonical_node(node):
-    if not any(a.type == onnx.AttributeProto.GRAPH for a in node.attribute):
-        return node.SerializeToString()
-    return canonical_copy(node).SerializeToString()
 
 
 def node_multiset(model):

@@ -316,31 +316,12 @@ def node_inputs(node):
     return list(dict.fromkeys(names))
 
 
-def canonical_node(node):
-    """`node` serialized with the nodes of its bodies in a canonical order (at
-    any depth): the tool may reorder body nodes too, and nothing else."""
-    import onnx
-
-    n = onnx.NodeProto()
-    n.CopyFrom(node)
-    for a in n.attribute:
-        if a.type == onnx.AttributeProto.GRAPH:
-            nodes = sorted(a.g.node, key=canonical_node)
-            canon = []
-            for x in nodes:
-                c = onnx.NodeProto()
-                c.ParseFromString(canonical_node(x))
-                canon.append(c)
-            del a.g.node[:]
-            a.g.node.extend(canon)
-    return n.SerializeToString(deterministic=True)
-
-
 def body_extras(graph, report, after, original_nodes):
     """Per node of `graph`, the extra bytes of its control-flow bodies by the
     README's rule, from the report's body peaks (`after`: the written ones);
     the bodies' own figures are checked by scripts/check_bodies.py."""
     import onnx
+    from node_order import canonical_node
 
     by_index = {}
     for b in report.get("bodies", []):
@@ -463,7 +444,7 @@ def check_case(case, tool, time_limit, scratch):
             pass
         else:
             return "checker", str(e).splitlines()[0][:200]
-    key = canonical_node
+    from node_order import canonical_node as key
     if collections.Counter(map(key, original.graph.node)) != collections.Counter(map(key, written.graph.node)):
         return "changed", "the node multiset differs"
     a, b = onnx.ModelProto(), onnx.ModelProto()

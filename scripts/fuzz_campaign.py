@@ -31,6 +31,8 @@ import time
 
 import onnx
 
+from node_order import canonical_node
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -42,27 +44,10 @@ def limits(mem_bytes, cpu_seconds):
     return apply
 
 
-def canonical(node):
-    """`node` with its bodies' nodes sorted at any depth (the tool reorders
-    body nodes too), serialized."""
-    n = onnx.NodeProto()
-    n.CopyFrom(node)
-    for a in n.attribute:
-        if a.HasField("g"):
-            inner = []
-            for x in sorted(a.g.node, key=canonical):
-                c = onnx.NodeProto()
-                c.ParseFromString(canonical(x))
-                inner.append(c)
-            del a.g.node[:]
-            a.g.node.extend(inner)
-    return n.SerializeToString(deterministic=True)
-
-
 def split_nodes(data):
     m = onnx.ModelProto()
     m.ParseFromString(data)
-    nodes = sorted(canonical(n) for n in m.graph.node)
+    nodes = sorted(canonical_node(n) for n in m.graph.node)
     del m.graph.node[:]
     return m, nodes
 
