@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::onnx_models::{float_value, model, node};
+use common::onnx_models::{canonical_node, float_value, model, node};
 use common::Rng;
 use onnx_memsched::onnx::{pb, OnnxFile};
 use onnx_memsched::plan::{plan, PlanOptions, Target};
@@ -333,16 +333,10 @@ impl Sim {
     }
 }
 
-/// The model with every graph's nodes sorted by their bytes, at any depth.
+/// The graph with its nodes in a canonical order, bodies included.
 fn canonical(g: &pb::GraphProto) -> pb::GraphProto {
     let mut g = g.clone();
-    for n in &mut g.node {
-        for a in &mut n.attribute {
-            if let Some(b) = a.g.as_mut() {
-                *b = canonical(b);
-            }
-        }
-    }
+    g.node = g.node.iter().map(canonical_node).collect();
     g.node.sort_by_key(|n| n.encode_to_vec());
     g
 }

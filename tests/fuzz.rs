@@ -19,6 +19,7 @@
 mod common;
 
 use common::fuzz_gen;
+use common::onnx_models::canonical_node;
 use onnx_memsched::onnx::pb;
 use prost::Message;
 use std::path::{Path, PathBuf};
@@ -63,20 +64,6 @@ fn time_limit(args: &[String]) -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-/// `node` with the nodes of its bodies in a canonical order at any depth (the
-/// tool reorders body nodes too, and nothing else in them).
-fn canonical(node: &pb::NodeProto) -> pb::NodeProto {
-    let mut n = node.clone();
-    for a in &mut n.attribute {
-        if let Some(g) = a.g.as_mut() {
-            let mut inner: Vec<pb::NodeProto> = g.node.iter().map(canonical).collect();
-            inner.sort_by_key(Message::encode_to_vec);
-            g.node = inner;
-        }
-    }
-    n
-}
-
 /// The model with its nodes taken out, and each node's encoding (bodies in
 /// canonical order), sorted.
 fn split_nodes(model: &pb::ModelProto) -> (pb::ModelProto, Vec<Vec<u8>>) {
@@ -86,7 +73,7 @@ fn split_nodes(model: &pb::ModelProto) -> (pb::ModelProto, Vec<Vec<u8>>) {
         .as_mut()
         .map_or(Vec::new(), |g| std::mem::take(&mut g.node))
         .iter()
-        .map(|n| canonical(n).encode_to_vec())
+        .map(|n| canonical_node(n).encode_to_vec())
         .collect();
     nodes.sort();
     (rest, nodes)

@@ -139,3 +139,18 @@ pub fn with_external_weight(location: &str) -> pb::ModelProto {
     });
     m
 }
+
+/// `node` with the nodes of its bodies (If, Loop, Scan, at any depth) sorted
+/// by their encoding: the tool may reorder body nodes, and nothing else in
+/// them, so files that differ only in node order have equal canonical nodes.
+pub fn canonical_node(node: &pb::NodeProto) -> pb::NodeProto {
+    let mut n = node.clone();
+    for a in &mut n.attribute {
+        if let Some(g) = a.g.as_mut() {
+            let mut inner: Vec<pb::NodeProto> = g.node.iter().map(canonical_node).collect();
+            inner.sort_by_key(Message::encode_to_vec);
+            g.node = inner;
+        }
+    }
+    n
+}
