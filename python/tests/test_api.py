@@ -244,13 +244,15 @@ def test_the_search_releases_the_gil():
     thread.start()
     started = time.monotonic()
     try:
-        report = onnx_memsched.measure(model, time_limit=3)
+        report = onnx_memsched.measure(model, time_limit=4)
     finally:
         ended = time.monotonic()
         stop.set()
         thread.join()
-    # The search used its time: the model is not proved at once.
-    assert not report["optimal"] and ended - started > 2.0, report
+    # The search ran long enough to watch: the model is not proved at once. (The tool
+    # keeps part of the limit for the arena and runtime stages, so the search itself
+    # ends at about two thirds of it: measured 2.6 s of 4.)
+    assert not report["optimal"] and ended - started > 1.5, (ended - started, report)
     during = [t for t in ticks if started < t < ended]
     # A thread sleeping 10 ms per tick gets ~100 ticks a second while the GIL is free,
     # and none while a call holds it.
