@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fuzz_gen;
+pub mod nested_sim;
 pub mod onnx_models;
 
 use onnx_memsched::graph::memory::{evaluate, MemoryOptions};
