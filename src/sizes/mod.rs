@@ -65,6 +65,7 @@ mod prepare;
 mod quiet;
 mod rules;
 mod tract;
+mod values;
 
 #[cfg(test)]
 mod tests;
@@ -245,6 +246,14 @@ pub(crate) enum TractUse {
     /// own arithmetic only.
     Off(String),
 }
+
+/// Most retries of sizing with a node hidden from tract because its
+/// analysis failed on it and sizing was left incomplete (each retry costs
+/// one more analysis).
+const MAX_ANALYSIS_RETRIES: usize = 3;
+
+/// How the reason for hiding such a node starts.
+const ANALYSIS_FAILED: &str = "tract's analysis failed";
 
 /// Rounds of value_info injection from the front of the unknown region before
 /// the rest is filled at once (each round re-runs tract's analysis).
@@ -433,9 +442,8 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
     // known part with each unknown dim taken as N. Each decision is handed to
     // tract, which infers what follows. Rounds go from the front (nodes whose
     // inputs are all known); the last round decides what is left.
-    let consts = rules::constants(graph);
+    let mut consts = rules::constants(graph);
     let sequences = std::cell::RefCell::new(HashMap::new());
-    let ctx = rules::Ctx { model, opts, consts: &consts, sequences: &sequences };
     let mut decided: HashMap<String, TensorSize> = HashMap::new();
     let mut rule_notes: Vec<String> = Vec::new();
     let mut disagreements: Vec<String> = Vec::new();
@@ -462,10 +470,6 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                     && !decided.contains_key(o)
                     && (untrusted_outputs.contains(o) || concrete(a.and_then(|a| a.fact(o)).as_ref()).is_none())
             };
-            let outs: Vec<usize> = (0..node.output.len()).filter(|&k| unknown(&node.output[k])).collect();
-            if outs.is_empty() {
-                continue;
-            }
             let lookup = |n: &str| -> Option<(i32, Vec<u64>)> {
                 if let Some(t) = tensors.get(n).or_else(|| decided.get(n)) {
                     return Some((t.elem_type, t.shape.clone()));
@@ -475,6 +479,21 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                 }
                 concrete(a.and_then(|a| a.fact(n)).as_ref())
             };
+            // Values tract folded, and the shape computations it does not
+            // fold (module `values`), count as constants for the rules: an
+            // If condition computed from shapes picks its branch.
+            if let Some(first) = node.output.first().filter(|o| !o.is_empty() && !consts.contains_key(o.as_str())) {
+                let known = |n: &str| {
+                    consts.get(n).cloned().or_else(|| a.and_then(|a| a.values(n, rules::MAX_CONST_VALUES)))
+                };
+                if let Some(v) = values::fold(node, &known, &lookup) {
+                    consts.insert(first.clone(), v);
+                }
+            }
+            let outs: Vec<usize> = (0..node.output.len()).filter(|&k| unknown(&node.output[k])).collect();
+            if outs.is_empty() {
+                continue;
+            }
             // Inputs, and the outer-scope values a body reads.
             let free = node.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs)).flat_map(rules::free_names);
             let at_front =
@@ -483,6 +502,20 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
             if !(last || at_front) || waits {
                 continue;
             }
+            // Values tract folded (an If condition computed from shapes)
+            // count as constants for the rules.
+            if let Some(a) = a {
+                let free = node.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs)).flat_map(rules::free_names);
+                for i in node.input.iter().filter(|i| !i.is_empty()).cloned().chain(free) {
+                    if consts.contains_key(i.as_str()) {
+                        continue;
+                    }
+                    if let Some(v) = a.values(&i, rules::MAX_CONST_VALUES) {
+                        consts.insert(i, v);
+                    }
+                }
+            }
+            let ctx = rules::Ctx { model, opts, consts: &consts, sequences: &sequences };
             let applied = rules::apply(node, &ctx, &lookup).unwrap_or_default();
             let mut choices: Vec<(String, TensorSize, bool)> = Vec::new();
             for k in outs {
@@ -665,6 +698,45 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
         }
     }
     if let Some((tensor, node_index, reason)) = missing.first().cloned() {
+        // A node tract's analysis fails on can leave contradictory facts
+        // behind it (a rule of its op applied to its inputs before another
+        // failed), which then stop tract from taking the rules' sizes of
+        // what it reads. Hidden from tract, it is sized like any op tract
+        // cannot run: try that before refusing.
+        if let (TractUse::Hiding(preset), Some(e), Some(a)) = (tract_use, &analysis_error, analysed.as_ref()) {
+            let tract_name = |n: &pb::NodeProto| {
+                if n.name().is_empty() {
+                    n.output.first().cloned().unwrap_or_default()
+                } else {
+                    n.name().to_string()
+                }
+            };
+            let failed = a.failed_node(e).and_then(|name| graph.node.iter().position(|n| tract_name(n) == name));
+            let retries = preset.iter().filter(|(_, why)| why.starts_with(ANALYSIS_FAILED)).count();
+            if let Some(ix) = failed.filter(|ix| retries < MAX_ANALYSIS_RETRIES && !preset.iter().any(|(h, _)| h == ix)) {
+                // With it, the other nodes of its op that tract left unsized
+                // (they often fail the same way, one analysis each).
+                let op = graph.node[ix].op_type();
+                let same: Vec<usize> = graph
+                    .node
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, n)| {
+                        k != ix
+                            && n.op_type() == op
+                            && !preset.iter().any(|(h, _)| *h == k)
+                            && n.output.iter().any(|o| !o.is_empty() && concrete(a.fact(o).as_ref()).is_none())
+                    })
+                    .map(|(k, _)| k)
+                    .collect();
+                let mut hide = preset.clone();
+                hide.push((ix, format!("{ANALYSIS_FAILED} ({e})")));
+                hide.extend(same.into_iter().map(|k| (k, format!("{ANALYSIS_FAILED} on another {op} ({e})"))));
+                if let Ok(sizes) = infer_with(model, opts, &TractUse::Hiding(hide)) {
+                    return Ok(sizes);
+                }
+            }
+        }
         let node = &graph.node[node_index];
         let advice = if opts.unknown_dim.is_some() {
             "neither its element type nor its rank is known, so --unknown-dim cannot size it: add its type and shape to the model's value_info (onnx.shape_inference)".to_string()

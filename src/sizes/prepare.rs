@@ -363,9 +363,13 @@ pub(crate) fn prepare(
         }
     }
     // tract indexes its name table with every graph output: keep only the
-    // defined ones, by name (their declared types are not used).
+    // defined ones, by name (their declared types are not used), and not the
+    // graph inputs a graph returns as they are (a body returning an outer
+    // value): tract would replace the input's typed fact by the output's
+    // empty one.
+    let input_names: HashSet<String> = g.input.iter().map(|i| i.name().to_string()).collect();
     for o in &graph.output {
-        if defined.contains(o.name()) {
+        if defined.contains(o.name()) && !input_names.contains(o.name()) {
             g.output.push(pb::ValueInfoProto { name: o.name.clone(), ..Default::default() });
         }
     }

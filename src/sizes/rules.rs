@@ -20,6 +20,17 @@
 //!   `max(ceil((limit - start) / delta), 0)` elements of `start`'s type.
 //! - `Pad` with constant `pads` (and `axes`): each padded dim grows by its two
 //!   pads; `constant_value` plays no part in the shape.
+//! - Element-wise ops: one input (`Relu`, `Exp`, `Softmax`, ...) → its type
+//!   and shape; `Add`, `Mul`, `Max`, ... → the numpy broadcast of the
+//!   inputs' shapes, the first input's type; comparisons and logic → BOOL;
+//!   `Where` → the broadcast, input 1's type; `Cast` → the input's shape,
+//!   the `to` type. (tract knows no type for an INT64 tensor it is told
+//!   the shape of, so what reads one is left to these.)
+//! - `Concat` of inputs of one type and rank, equal outside `axis`: their
+//!   lengths along `axis` add up (tract can be left without a fact there
+//!   when a consumer it cannot analyse contradicts the inputs' sizes).
+//! - `Slice` with constant `starts`, `ends` (and `axes`, `steps`), or the
+//!   attributes before opset 10: each sliced dim by the spec's clamping.
 //! - `NonZero` → `INT64[rank, ?]`; `Unique` → `Y`, `indices`, `counts` have a
 //!   data-dependent length `?`, `inverse_indices` the input's length. A `?`
 //!   dim is *data-dependent*: only `--unknown-dim N` sizes it (see
@@ -64,6 +75,46 @@ use crate::onnx::pb;
 /// Constant tensors with more numbers than this are not read (no shape or
 /// range argument is that long).
 pub(crate) const MAX_CONST_VALUES: usize = 64;
+
+/// Element-wise ops of one input whose output has its type and shape.
+const UNARY: &[&str] = &[
+    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor",
+    "Ceil", "Round", "Sign", "Erf", "Sin", "Cos", "Softplus", "Softsign", "Elu", "Selu", "Gelu", "HardSigmoid",
+    "HardSwish", "Mish", "Clip", "BitwiseNot", "Softmax", "LogSoftmax", "Hardmax", "Dropout",
+];
+
+/// Element-wise ops whose inputs broadcast (numpy rules) to the output's
+/// shape, of the first input's type.
+const BROADCAST: &[&str] = &[
+    "Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max", "Min", "Sum", "Mean", "BitShift", "BitwiseAnd", "BitwiseOr",
+    "BitwiseXor", "PRelu",
+];
+
+/// Broadcasting ops whose output is BOOL.
+const COMPARE: &[&str] = &["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Not"];
+
+/// The numpy broadcast of `shapes` (aligned at the right; each dim equal
+/// or 1), `None` when they do not broadcast.
+fn broadcast<'a>(shapes: impl Iterator<Item = &'a [u64]>) -> Option<Vec<u64>> {
+    let mut out: Vec<u64> = Vec::new();
+    for s in shapes {
+        if s.len() > out.len() {
+            let mut grown = vec![1; s.len() - out.len()];
+            grown.extend(&out);
+            out = grown;
+        }
+        let off = out.len() - s.len();
+        for (k, &d) in s.iter().enumerate() {
+            let o = &mut out[off + k];
+            if *o == 1 {
+                *o = d;
+            } else if d != 1 && d != *o {
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
 
 /// A concrete tensor type: element type and shape.
 pub(crate) type Typed = (i32, Vec<u64>);
@@ -299,6 +350,87 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
                 dims[ax] += pads[k] + pads[k + axes.len()];
             }
             let dims = dims.into_iter().map(|d| u64::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
+            one(RuleOut::known(elem, &dims))
+        }
+        op if UNARY.contains(&op) => {
+            let (elem, shape) = typed(0)?;
+            one(RuleOut::known(elem, &shape))
+        }
+        "Cast" => {
+            let (_, shape) = typed(0)?;
+            one(RuleOut::known(attr(node, "to")?.i() as i32, &shape))
+        }
+        op if BROADCAST.contains(&op) || COMPARE.contains(&op) || op == "Where" => {
+            let ins: Vec<Typed> =
+                node.input.iter().filter(|i| !i.is_empty()).map(|i| lookup(i)).collect::<Option<Vec<_>>>()?;
+            let shape = broadcast(ins.iter().map(|(_, s)| s.as_slice()))?;
+            let elem = match op {
+                "Where" => ins.get(1)?.0,
+                _ if COMPARE.contains(&op) => BOOL,
+                _ => ins.first()?.0,
+            };
+            one(RuleOut::known(elem, &shape))
+        }
+        "Concat" => {
+            let parts: Vec<Typed> = node.input.iter().map(|i| lookup(i)).collect::<Option<Vec<_>>>()?;
+            let (elem, first) = parts.first()?.clone();
+            let r = first.len() as i64;
+            let a = attr(node, "axis")?.i();
+            let ax = usize::try_from(if a < 0 { a + r } else { a }).ok().filter(|&x| x < first.len())?;
+            let same_elsewhere = parts.iter().all(|(e, s)| {
+                *e == elem && s.len() == first.len() && s.iter().zip(&first).enumerate().all(|(i, (x, y))| i == ax || x == y)
+            });
+            if !same_elsewhere {
+                return None;
+            }
+            let mut dims = first;
+            dims[ax] = parts.iter().try_fold(0u64, |acc, (_, s)| acc.checked_add(s[ax]))?;
+            one(RuleOut::known(elem, &dims))
+        }
+        "Slice" => {
+            let (elem, shape) = typed(0)?;
+            let rank = shape.len();
+            let list = |i: usize, a: &str| -> Option<Option<Vec<i64>>> {
+                if opset(ctx.model) >= 10 {
+                    match input(node, i) {
+                        Some(_) => Some(Some(values(i)?.iter().map(|&x| x as i64).collect())),
+                        None => Some(None),
+                    }
+                } else {
+                    Some(attr(node, a).map(|a| a.ints.clone()))
+                }
+            };
+            let starts = list(1, "starts")??;
+            let ends = list(2, "ends")??;
+            let axes = list(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+            let steps = if opset(ctx.model) >= 10 { list(4, "")? } else { None }.unwrap_or_else(|| vec![1; starts.len()]);
+            if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+                return None;
+            }
+            let mut dims = shape.clone();
+            for k in 0..starts.len() {
+                let a = axes[k];
+                let ax = usize::try_from(if a < 0 { a + rank as i64 } else { a }).ok().filter(|&x| x < rank)?;
+                let d = i128::from(shape[ax]);
+                let (mut s, mut e, st) = (i128::from(starts[k]), i128::from(ends[k]), i128::from(steps[k]));
+                if st == 0 {
+                    return None;
+                }
+                if s < 0 {
+                    s += d;
+                }
+                if e < 0 {
+                    e += d;
+                }
+                let len = if st > 0 {
+                    let (s, e) = (s.clamp(0, d), e.clamp(0, d));
+                    (e - s + st - 1).div_euclid(st).max(0)
+                } else {
+                    let (s, e) = (s.clamp(0, d - 1), e.clamp(-1, d - 1));
+                    (s - e + (-st) - 1).div_euclid(-st).max(0)
+                };
+                dims[ax] = u64::try_from(len).ok()?;
+            }
             one(RuleOut::known(elem, &dims))
         }
         "NonZero" => {

@@ -601,7 +601,8 @@ fn if_with_external_weights_in_branches_is_inferred() {
 #[test]
 fn tract_builder_failure_is_contained() {
     // tract has no BFLOAT16: its Cast builder fails. The node is left out of
-    // tract's model; its output comes from value_info and the rest from tract.
+    // tract's model; its output comes from the tool's Cast rule (forward,
+    // from its input; the value_info agrees) and the rest from tract.
     let m = model(graph(
         vec![
             node("Relu", &["x"], &["r"], vec![]),
@@ -615,7 +616,7 @@ fn tract_builder_failure_is_contained() {
         vec![vi("b", BFLOAT16, &["2", "8"])],
     ));
     let s = infer(&m, &no_opts()).unwrap();
-    assert_eq!((get(&s, "b").bytes, get(&s, "b").source), (32, SizeSource::ValueInfo));
+    assert_eq!((get(&s, "b").bytes, get(&s, "b").source), (32, SizeSource::Rule));
     assert_eq!(get(&s, "f").bytes, 64);
     assert_eq!(get(&s, "y").bytes, 64);
 }

@@ -206,6 +206,39 @@ impl Analysed {
         quiet::catch(read).ok().flatten()
     }
 
+    /// The values of tensor `name` when tract's analysis derived them (a
+    /// shape computation folded to a constant, such as `Size` of a tensor of
+    /// known shape compared with a number), as numbers; `None` when unknown,
+    /// not numeric, or longer than `max` values.
+    pub fn values(&self, name: &str, max: usize) -> Option<Vec<f64>> {
+        let outlet = *self.outlets.get(name)?;
+        let read = || -> Option<Vec<f64>> {
+            let f = self.model.outlet_fact(outlet).ok()?;
+            let t = f.value.concretize()?;
+            if t.len() > max {
+                return None;
+            }
+            let t = if t.datum_type() == tract_onnx::prelude::DatumType::TDim {
+                t.cast_to::<i64>().ok()?.into_owned()
+            } else {
+                t.as_ref().clone()
+            };
+            let t = t.cast_to::<f64>().ok()?;
+            Some(t.to_plain_array_view::<f64>().ok()?.iter().copied().collect())
+        };
+        quiet::catch(read).ok().flatten()
+    }
+
+    /// The name tract gives the node its analysis `error` (from
+    /// [`Self::analyse`]) failed on: the ONNX node's name, else its first
+    /// output's (as tract-onnx names nodes).
+    pub fn failed_node(&self, error: &str) -> Option<String> {
+        let rest = &error[error.find("Failed analyse for node #")? + "Failed analyse for node #".len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let ix: usize = digits.parse().ok()?;
+        quiet::catch(|| self.model.nodes().get(ix).map(|n| n.name.clone())).ok().flatten()
+    }
+
     /// What tract knows about tensor `name`, dim by dim; `None` if tract has
     /// no such tensor.
     pub fn partial(&self, name: &str) -> Option<Partial> {
@@ -222,10 +255,14 @@ impl Analysed {
     }
 
     /// Tells tract that tensor `name` has this type (taken from the file's
-    /// value_info), so that it can infer what depends on it. The type of an
-    /// INT64 tensor is not set: tract computes shapes as its own `TDim` type,
-    /// which does not unify with `i64`. Returns whether the fact was taken
-    /// (it is not when it contradicts what tract already knows).
+    /// value_info or a rule), so that it can infer what depends on it.
+    /// Returns whether the fact was taken (it is not when it contradicts what
+    /// tract already knows).
+    ///
+    /// An INT64 tensor's type is set only where tract takes it: tract
+    /// computes shapes as its own `TDim` type, which does not unify with
+    /// `i64`, so when the typed fact is refused the shape alone is given
+    /// (what reads the tensor is then typed by the tool's rules).
     pub fn inject(&mut self, name: &str, elem_type: i32, dims: &[u64]) -> bool {
         let Some(&outlet) = self.outlets.get(name) else {
             return false;
@@ -233,22 +270,26 @@ impl Analysed {
         let Ok(dims) = dims.iter().map(|&d| usize::try_from(d)).collect::<Result<TVec<usize>, _>>() else {
             return false;
         };
-        let mut fact = InferenceFact::shape(dims);
-        if elem_type != dtype::code::INT64 {
-            if let Some(dt) = dtype::to_tract(elem_type) {
-                fact = fact.with_datum_type(dt);
-            }
-        }
+        let shape_only = InferenceFact::shape(dims);
+        let typed = dtype::to_tract(elem_type).map(|dt| shape_only.clone().with_datum_type(dt));
         let model = &mut self.model;
-        let done = quiet::catch(|| -> bool {
-            let Ok(old) = model.outlet_fact(outlet) else {
-                return false;
-            };
-            match old.unify(&fact) {
-                Ok(unified) => model.set_outlet_fact(outlet, unified).is_ok(),
-                Err(_) => false,
-            }
-        });
-        done.unwrap_or(false)
+        let mut set = |fact: &InferenceFact| -> bool {
+            let done = quiet::catch(|| -> bool {
+                let Ok(old) = model.outlet_fact(outlet) else {
+                    return false;
+                };
+                match old.unify(fact) {
+                    Ok(unified) => model.set_outlet_fact(outlet, unified).is_ok(),
+                    Err(_) => false,
+                }
+            });
+            done.unwrap_or(false)
+        };
+        match typed {
+            Some(t) if set(&t) => true,
+            Some(_) if elem_type == dtype::code::INT64 => set(&shape_only),
+            Some(_) => false,
+            None => set(&shape_only),
+        }
     }
 }
