@@ -2,7 +2,7 @@
 //! and scheduled.
 //!
 //! A body (an If branch, a Loop or Scan body, at any depth) is a graph of its
-//! own. Each is made a standalone model ([`standalone`]): its declared inputs
+//! own. Each is made a standalone model (`standalone`): its declared inputs
 //! typed from the node's inputs (nothing for If; iteration count, condition
 //! and loop-carried values for Loop; states and one slice of each scanned
 //! input for Scan), the outer values it reads typed from the enclosing
@@ -10,7 +10,7 @@
 //! them). It is sized like the top level ([`crate::sizes`]), built into a
 //! [`Graph`], its own bodies planned first (recursion), and then scheduled
 //! for the same target as the top level with the same machinery
-//! ([`crate::plan::schedule_for_target`]).
+//! (`plan::schedule_for_target`).
 //!
 //! # The memory model inside a body
 //!
@@ -87,7 +87,7 @@ pub struct BodyPlan {
     pub changed: bool,
 }
 
-/// What [`plan_bodies`] found for one graph and every body beneath it.
+/// What `plan_bodies` found for one graph and every body beneath it.
 #[derive(Debug, Clone, Default)]
 pub struct Bodies {
     /// Every body planned, inner bodies before the bodies that hold them.

@@ -1,7 +1,7 @@
 //! The dependency graph the scheduler works on: ops, tensors and their sizes.
 //!
-//! It knows nothing of ONNX. [`build`] makes one from an ONNX graph; tests and
-//! benchmarks make them directly with [`Graph::new`]-style helpers. Ids are
+//! It knows nothing of ONNX. [`build()`] makes one from an ONNX graph; tests and
+//! benchmarks make them directly with [`from_lists`]. Ids are
 //! typed ([`OpId`], [`TensorId`]) and index plain vectors, so algorithms are
 //! functions over plain data.
 //!

@@ -3,7 +3,7 @@
 //! Every scheduler here returns a topological order of all ops in
 //! `O((n + e) log n)` time or better (n ops, e tensor-consumer edges), so the
 //! whole portfolio runs in milliseconds even on graphs of 10k ops. Memory is
-//! tracked incrementally by [`Tracker`], which follows the model of
+//! tracked incrementally by `Tracker`, which follows the model of
 //! [`crate::graph::memory`] exactly (checked against `evaluate` in the tests).
 //!
 //! | name | rule |

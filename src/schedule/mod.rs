@@ -1,7 +1,7 @@
-//! Schedulers: functions from a [`Graph`] to a topological order of its ops.
+//! Schedulers: functions from a [`Graph`](crate::graph::Graph) to a topological order of its ops.
 //!
 //! Each scheduler is named on the command line by `--scheduler NAME`; see
-//! [`Scheduler`]. They see only the [`Graph`], never ONNX.
+//! [`Scheduler`]. They see only the [`Graph`](crate::graph::Graph), never ONNX.
 
 pub mod band;
 pub mod chains;

@@ -41,13 +41,22 @@
 //!    known with each unknown dim taken as `N` ([`SizeSource::UnknownDim`]).
 //!    Each decision is handed to tract, which then infers what follows, so
 //!    one op tract fails on does not leave the rest of the graph unsized.
+//!    Values of small shape computations (tract's folded facts, and what
+//!    module `values` folds: `Size`, `Shape`, comparisons, arithmetic) count
+//!    as constants for the rules, so an If whose condition is computed from
+//!    shapes is sized by the branch it takes.
 //! 5. Where tract's fact and a static value_info (every dim a number)
 //!    disagree, the assumptions name the tensor and both shapes; tract's
 //!    fact is used when all the node's inputs were known to it (forward
 //!    inference), the file's otherwise.
 //! 6. A tensor with none of these is a [`SizeError::Unsized`] naming the
 //!    tensor, the node that writes it, and the flags that fix it
-//!    (`--unknown-dim N` for a data-dependent size).
+//!    (`--unknown-dim N` for a data-dependent size). Before refusing, a node
+//!    tract's analysis failed on (whose partly applied rules can leave
+//!    contradictory facts that block the rules' sizes) is hidden from tract
+//!    with the other unsized nodes of its op, and sizing runs again (at most
+//!    three times); the refusal stands if that does not
+//!    size everything.
 //!
 //! Sizes are elements times element size; sub-byte types are packed
 //! ([`elem_bytes`]). Strings have no fixed size and count 0 bytes, whether a
