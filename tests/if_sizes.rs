@@ -15,7 +15,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::nested_sim::Sim;
-use common::onnx_models::{model, node};
+use common::onnx_models::{model, node, typed_value as value};
 use common::Rng;
 use onnx_memsched::onnx::{pb, OnnxFile};
 use onnx_memsched::plan::{plan, PlanOptions, Target};
@@ -40,23 +40,6 @@ const TYPES: &[(i32, u64)] = &[
 
 fn width(elem: i32) -> u64 {
     TYPES.iter().find(|(e, _)| *e == elem).map_or(1, |(_, w)| *w)
-}
-
-fn value(name: &str, elem: i32, dims: &[i64]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value as D, Dimension};
-    pb::ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims.iter().map(|&d| Dimension { value: Some(D::DimValue(d)), ..Default::default() }).collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 fn int_attr(name: &str, v: i64) -> pb::AttributeProto {

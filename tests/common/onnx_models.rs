@@ -3,12 +3,14 @@
 use onnx_memsched::onnx::pb;
 use prost::Message;
 
-pub fn float_value(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
+/// A tensor value_info of element type `elem` (ONNX `DataType` code) and
+/// static `dims`.
+pub fn typed_value(name: &str, elem: i32, dims: &[i64]) -> pb::ValueInfoProto {
     pb::ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(pb::TypeProto {
             value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: Some(pb::tensor_proto::DataType::Float as i32),
+                elem_type: Some(elem),
                 shape: Some(pb::TensorShapeProto {
                     dim: dims
                         .iter()
@@ -23,6 +25,10 @@ pub fn float_value(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
         }),
         ..Default::default()
     }
+}
+
+pub fn float_value(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
+    typed_value(name, pb::tensor_proto::DataType::Float as i32, dims)
 }
 
 pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
