@@ -138,7 +138,25 @@ const HOSTILE_PARAMS: &[&str] = &[
 const DTYPES: &[i32] = &[0, 1, 2, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 999, -1];
 
 fn value_info(name: &str, elem: i32, dims: &[i64]) -> pb::ValueInfoProto {
-    super::onnx_models::typed_value(name, elem, dims)
+    pb::ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: Some(elem),
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| pb::tensor_shape_proto::Dimension {
+                            value: Some(Dim::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
