@@ -261,6 +261,9 @@ pub(crate) enum TractUse {
 /// one more analysis).
 const MAX_ANALYSIS_RETRIES: usize = 3;
 
+/// How the assumption that `--unknown-dim` sized nothing ends.
+pub(crate) const UNKNOWN_DIM_NOT_NEEDED: &str = "was not needed: no dim was unknown";
+
 /// How the reason for hiding such a node starts.
 const ANALYSIS_FAILED: &str = "tract's analysis failed";
 
@@ -457,6 +460,9 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
     let mut rule_notes: Vec<String> = Vec::new();
     let mut disagreements: Vec<String> = Vec::new();
     let mut touched: Vec<String> = sequence_inputs;
+    // Tensors that rest on --unknown-dim: those it sized and what reads
+    // them, transitively (grown as the rounds go).
+    let mut tainted: HashSet<String> = touched.iter().cloned().collect();
     let mut data_dependent: HashMap<String, String> = HashMap::new();
     let untrusted_outputs: HashSet<&str> = hidden
         .keys()
@@ -488,6 +494,12 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                 }
                 concrete(a.and_then(|a| a.fact(n)).as_ref())
             };
+            let free: Vec<String> =
+                node.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs)).flat_map(rules::free_names).collect();
+            let reads_guess = node.input.iter().chain(&free).any(|i| tainted.contains(i));
+            if reads_guess {
+                tainted.extend(node.output.iter().filter(|o| !o.is_empty()).cloned());
+            }
             // Values tract folded, and the shape computations it does not
             // fold (module `values`), count as constants for the rules: an
             // If condition computed from shapes picks its branch.
@@ -504,23 +516,20 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                 continue;
             }
             // Inputs, and the outer-scope values a body reads.
-            let free = node.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs)).flat_map(rules::free_names);
-            let at_front =
-                node.input.iter().filter(|i| !i.is_empty()).cloned().chain(free).all(|i| lookup(&i).is_some());
+            let at_front = node.input.iter().filter(|i| !i.is_empty()).chain(&free).all(|i| lookup(i).is_some());
             let waits = !last && analysed.is_some() && node.input.iter().any(|i| fresh.contains(i));
             if !(last || at_front) || waits {
                 continue;
             }
-            // Values tract folded (an If condition computed from shapes)
+            // Values tract folded (an outer value a body reads as a shape)
             // count as constants for the rules.
             if let Some(a) = a {
-                let free = node.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs)).flat_map(rules::free_names);
-                for i in node.input.iter().filter(|i| !i.is_empty()).cloned().chain(free) {
+                for i in node.input.iter().filter(|i| !i.is_empty()).chain(&free) {
                     if consts.contains_key(i.as_str()) {
                         continue;
                     }
-                    if let Some(v) = a.values(&i, rules::MAX_CONST_VALUES) {
-                        consts.insert(i, v);
+                    if let Some(v) = a.values(i, rules::MAX_CONST_VALUES) {
+                        consts.insert(i.clone(), v);
                     }
                 }
             }
@@ -535,6 +544,10 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                     .as_ref()
                     .and_then(|r| Some((r.elem, r.concrete()?)))
                     .and_then(|(e, s)| Some((e, s.clone(), sized(e, &s).ok()?)));
+                // A rule's answer that rests on --unknown-dim guesses inside a
+                // body gives way to a static value_info (a fact), and counts
+                // as a guess itself.
+                let from_rule = from_rule.filter(|_| !((applied.guessed || reads_guess) && static_vi.is_some()));
                 let choice = if let Some((elem, shape, bytes)) = from_rule {
                     if let Some((ve, vs)) = static_vi.filter(|(ve, vs)| (*ve, vs) != (elem, &shape)) {
                         disagreements.push(format!(
@@ -544,7 +557,8 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                             elem_name(ve)
                         ));
                     }
-                    Some((TensorSize { elem_type: elem, shape, bytes, source: SizeSource::Rule }, false))
+                    let source = if applied.guessed { SizeSource::UnknownDim } else { SizeSource::Rule };
+                    Some((TensorSize { elem_type: elem, shape, bytes, source }, applied.guessed))
                 } else if let Some(Ok((elem, shape))) =
                     vinfo.get(out).filter(|_| rule.is_none() || static_vi.is_some()).map(|vi| syms.value_info(vi))
                 {
@@ -590,6 +604,7 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                 }
                 if guessed {
                     touched.push(out.clone());
+                    tainted.insert(out.clone());
                 }
                 fresh.insert(out.clone());
                 decided.insert(out, t);
@@ -809,7 +824,7 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
         let derived = derived_count(graph, &touched, &tensors);
         let first: Vec<String> = touched.iter().take(3).map(|t| format!("`{t}`")).collect();
         assumptions.push(if touched.is_empty() {
-            format!("--unknown-dim {value} was not needed: no dim was unknown")
+            format!("--unknown-dim {value} {UNKNOWN_DIM_NOT_NEEDED}")
         } else {
             format!(
                 "--unknown-dim {value}: {} tensor{} sized with each unknown dim taken as {value} (first: {}), {derived} more derived from them; every figure rests on this",
@@ -827,13 +842,16 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
     Ok(Sizes { tensors, assumptions, unknown_dim })
 }
 
-/// How many tensors tract sized from tensors `touched` (their descendants in
-/// the graph whose size did not come from the file or a declaration).
+/// How many tensors tract or the rules sized from tensors `touched` (their
+/// descendants in the graph, through the outer values bodies read too, whose
+/// size did not come from the file or a declaration).
 fn derived_count(graph: &pb::GraphProto, touched: &[String], tensors: &HashMap<String, TensorSize>) -> usize {
     let mut reached: HashSet<&str> = touched.iter().map(String::as_str).collect();
     let mut count = 0;
     for node in &graph.node {
-        if node.input.iter().any(|i| reached.contains(i.as_str())) {
+        let free: Vec<String> =
+            node.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs)).flat_map(rules::free_names).collect();
+        if node.input.iter().chain(&free).any(|i| reached.contains(i.as_str())) {
             for o in node.output.iter().filter(|o| !o.is_empty()) {
                 if reached.insert(o.as_str())
                     && tensors.get(o.as_str()).is_some_and(|t| matches!(t.source, SizeSource::Tract | SizeSource::Rule))

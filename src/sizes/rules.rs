@@ -146,6 +146,19 @@ pub(crate) struct Applied {
     pub notes: Vec<String>,
     /// Why the rule could not size the outputs (a body that cannot be sized).
     pub failure: Option<String>,
+    /// The outputs rest on `--unknown-dim` guesses made inside a body: a
+    /// static value_info of an output is a fact and wins over them.
+    pub guessed: bool,
+}
+
+/// A body sized by [`run_body`].
+struct BodyRun {
+    /// The types of its outputs, in order.
+    outs: Vec<Typed>,
+    /// The assumptions made inside.
+    notes: Vec<String>,
+    /// Whether `--unknown-dim` sized any of its tensors.
+    guessed: bool,
 }
 
 impl Applied {
@@ -277,7 +290,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
     if !super::prepare::standard_domain(node) {
         return None;
     }
-    let one = |o: RuleOut| Some(Applied { outs: vec![Some(o)], notes: Vec::new(), failure: None });
+    let one = |o: RuleOut| Some(Applied { outs: vec![Some(o)], ..Default::default() });
     let typed = |i: usize| input(node, i).and_then(lookup);
     let values = |i: usize| input(node, i).and_then(|n| ctx.consts.get(n));
     let dtype_attr = || attr(node, "dtype").map(|a| a.i() as i32);
@@ -457,8 +470,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
                     Some(RuleOut::known(INT64, &[inverse])),
                     Some(RuleOut { elem: INT64, dims: vec![None] }),
                 ],
-                notes: Vec::new(),
-                failure: None,
+                ..Default::default()
             })
         }
         // Sequences are sized as their elements stacked along a new first
@@ -649,14 +661,13 @@ pub(crate) fn free_names(g: &pb::GraphProto) -> Vec<String> {
 }
 
 /// Sizes a body graph as a model of its own: `formal` types its declared
-/// inputs (in order), outer-scope values come from `lookup`. Returns the types
-/// of its outputs, and the assumptions made inside.
+/// inputs (in order), outer-scope values come from `lookup`.
 fn run_body(
     g: &pb::GraphProto,
     formal: &[Typed],
     ctx: &Ctx,
     lookup: &dyn Fn(&str) -> Option<Typed>,
-) -> Result<(Vec<Typed>, Vec<String>), String> {
+) -> Result<BodyRun, String> {
     if formal.len() != g.input.len() {
         return Err(format!("its body has {} inputs, expected {}", g.input.len(), formal.len()));
     }
@@ -689,8 +700,11 @@ fn run_body(
         ..Default::default()
     };
     let opts = SizeOptions { dims: ctx.opts.dims.clone(), input_shapes: Vec::new(), unknown_dim: ctx.opts.unknown_dim };
-    let Sizes { tensors, assumptions, .. } =
+    let Sizes { tensors, assumptions, unknown_dim } =
         super::infer(&model, &opts).map_err(|e| format!("its body cannot be sized: {e}"))?;
+    let guessed = unknown_dim.is_some_and(|u| !u.tensors.is_empty());
+    // (that the flag was not needed inside is no news to the user)
+    let notes = assumptions.into_iter().filter(|a| !a.ends_with(super::UNKNOWN_DIM_NOT_NEEDED)).collect();
     let outs = g
         .output
         .iter()
@@ -701,7 +715,7 @@ fn run_body(
                 .ok_or_else(|| format!("its body output `{}` has no size", o.name()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((outs, assumptions))
+    Ok(BodyRun { outs, notes, guessed })
 }
 
 /// A tensor holding `values` as type `elem`, for the types whose values
@@ -738,25 +752,29 @@ fn if_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Type
         None => Err(format!("it has no {name}")),
     };
     let mut notes = Vec::new();
+    let guessed;
     let outs: Vec<Typed> = match taken {
         Some(t) => {
-            let (outs, n) = match run(if t { "then_branch" } else { "else_branch" }) {
+            let r = match run(if t { "then_branch" } else { "else_branch" }) {
                 Ok(x) => x,
                 Err(e) => return Applied::failed(e),
             };
-            notes.extend(n);
-            outs
+            notes.extend(r.notes);
+            guessed = r.guessed;
+            r.outs
         }
         None => {
-            let (a, na) = match run("then_branch") {
+            let ra = match run("then_branch") {
                 Ok(x) => x,
                 Err(e) => return Applied::failed(format!("then branch: {e}")),
             };
-            let (b, nb) = match run("else_branch") {
+            let rb = match run("else_branch") {
                 Ok(x) => x,
                 Err(e) => return Applied::failed(format!("else branch: {e}")),
             };
-            notes.extend(na.into_iter().chain(nb));
+            guessed = ra.guessed || rb.guessed;
+            notes.extend(ra.notes.into_iter().chain(rb.notes));
+            let (a, b) = (ra.outs, rb.outs);
             if a.len() != b.len() {
                 return None;
             }
@@ -793,7 +811,7 @@ fn if_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Type
             outs
         }
     };
-    Some(Applied { outs: outs.iter().map(|(e, s)| Some(RuleOut::known(*e, s))).collect(), notes, failure: None })
+    Some(Applied { outs: outs.iter().map(|(e, s)| Some(RuleOut::known(*e, s))).collect(), notes, failure: None, guessed })
 }
 
 /// The types of the declared inputs of a Loop or Scan body, from the types
@@ -845,7 +863,7 @@ fn loop_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Ty
     let g = body(node, "body")?;
     let (formal, _) = body_formals(node, lookup).ok()?;
     let carried = &formal[2..];
-    let (outs, notes) = match run_body(g, &formal, ctx, lookup) {
+    let BodyRun { outs, notes, guessed } = match run_body(g, &formal, ctx, lookup) {
         Ok(x) => x,
         Err(e) => return Applied::failed(e),
     };
@@ -873,7 +891,7 @@ fn loop_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Ty
             result.push(Some(RuleOut { elem: *elem, dims }));
         }
     }
-    Some(Applied { outs: result, notes, failure: None })
+    Some(Applied { outs: result, notes, failure: None, guessed })
 }
 
 /// Whether a Loop body's condition output is its condition input, as is or
@@ -898,7 +916,7 @@ fn scan_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Ty
     let m = usize::try_from(attr(node, "num_scan_inputs")?.i()).ok()?;
     let n_states = node.input.len().checked_sub(m)?;
     let out_axes = attr(node, "scan_output_axes").map(|a| a.ints.clone()).unwrap_or_default();
-    let (outs, notes) = match run_body(g, &formal, ctx, lookup) {
+    let BodyRun { outs, notes, guessed } = match run_body(g, &formal, ctx, lookup) {
         Ok(x) => x,
         Err(e) => return Applied::failed(e),
     };
@@ -915,5 +933,5 @@ fn scan_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Ty
             result.push(Some(RuleOut::known(*elem, &s)));
         }
     }
-    Some(Applied { outs: result, notes, failure: None })
+    Some(Applied { outs: result, notes, failure: None, guessed })
 }

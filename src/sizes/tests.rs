@@ -695,3 +695,40 @@ fn string_activations_count_zero_and_say_so() {
     assert_eq!((get(&s, "w2").bytes, get(&s, "w2").shape.clone()), (0, vec![3]));
     assert!(s.assumptions.iter().any(|a| a.contains("2 string tensors counted as 0 bytes")), "{:?}", s.assumptions);
 }
+
+#[test]
+fn a_rule_resting_on_unknown_dim_gives_way_to_a_static_value_info() {
+    // n = NonZero(x) has a data-dependent length; the If's branches return
+    // it cast to float, so the rule's answer for `y` rests on --unknown-dim.
+    // The file's static value_info for `y` is a fact: it wins. `z`, which
+    // has none, keeps the rule's answer and counts as derived from the guess.
+    let branch = |out: &str| {
+        graph(
+            vec![node("Cast", &["n"], &[out], vec![int("to", FLOAT as i64)])],
+            vec![],
+            vec![vi(out, FLOAT, &["?", "?"])],
+            vec![],
+            vec![],
+        )
+    };
+    let m = model(graph(
+        vec![
+            node("NonZero", &["x"], &["n"], vec![]),
+            node("If", &["c"], &["y"], vec![graph_attr("then_branch", branch("a")), graph_attr("else_branch", branch("b"))]),
+            node("If", &["c"], &["z"], vec![graph_attr("then_branch", branch("d")), graph_attr("else_branch", branch("e"))]),
+        ],
+        vec![vi("x", FLOAT, &["2", "3"]), vi("c", BOOL, &[])],
+        vec![vi("y", FLOAT, &["2", "5"]), vi("z", FLOAT, &["?", "?"])],
+        vec![],
+        vec![],
+    ));
+    let opts = SizeOptions { unknown_dim: Some(3), ..Default::default() };
+    let s = infer(&m, &opts).unwrap();
+    assert_eq!(get(&s, "n").shape, vec![2, 3]);
+    assert_eq!((get(&s, "y").shape.clone(), get(&s, "y").source), (vec![2, 5], SizeSource::ValueInfo));
+    assert_eq!((get(&s, "z").shape.clone(), get(&s, "z").source), (vec![2, 3], SizeSource::Rule));
+    // The branches needed no guess of their own: no note says so.
+    assert!(!s.assumptions.iter().any(|a| a.contains("was not needed")), "{:?}", s.assumptions);
+    let used = s.unknown_dim.as_ref().unwrap();
+    assert_eq!((used.tensors.clone(), used.derived), (vec!["n".to_string()], 1), "{used:?}");
+}
