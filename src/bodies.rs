@@ -362,7 +362,13 @@ fn plan_body(
         Err(topo::Cycle(_)) => return Ok(Err("its nodes form a cycle".into())),
     };
     let nested = plan_bodies(&sub, &body_sizes, &graph, path, &format!("{name}: "), rewritable, opts)?;
-    let mut assumptions: Vec<String> = body_sizes.assumptions.iter().map(|a| format!("{name}: {a}")).collect();
+    // (that --unknown-dim sized nothing inside a body is no news)
+    let mut assumptions: Vec<String> = body_sizes
+        .assumptions
+        .iter()
+        .filter(|a| !a.ends_with(crate::sizes::UNKNOWN_DIM_NOT_NEEDED))
+        .map(|a| format!("{name}: {a}"))
+        .collect();
     assumptions.extend(nested.assumptions.iter().cloned());
     let runtime = Runtime::of_target(opts.plan.target);
     let identity: Vec<OpId> = graph.op_ids().collect();
