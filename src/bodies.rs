@@ -24,7 +24,10 @@
 //! the node's outputs plus an extra ([`extra_bytes`]):
 //!
 //! * **If**: `max(0, P - outputs)`, `P` the larger peak of the two branches
-//!   (which branch runs is unknown: the larger is counted, and said).
+//!   (which branch runs is unknown: the larger is counted, and said), or the
+//!   peak of the branch taken when the condition is a constant or computed
+//!   from known shapes ([`crate::sizes`] folds it; the other branch is
+//!   neither counted nor planned, and that is said too).
 //!   onnxruntime writes a branch's outputs straight into the If's outputs, so
 //!   the step is `live + max(outputs, P)`.
 //! * **Loop**: `P + S`, `P` the peak of one iteration and `S` the bytes of the
@@ -100,6 +103,9 @@ pub struct Bodies {
     pub uncounted: Vec<String>,
     /// What was assumed inside bodies (from their sizing).
     pub assumptions: Vec<String>,
+    /// Whether some If node, here or beneath, counts the larger of its two
+    /// branches because its condition is not known before running.
+    pub unknown_branch: bool,
 }
 
 /// The extra bytes a control-flow node's step holds while its bodies run,
@@ -231,13 +237,29 @@ pub(crate) fn plan_bodies(
 ) -> Result<Bodies, PlanError> {
     let mut out = Bodies::default();
     let Some(g) = model.graph.as_ref() else { return Ok(out) };
+    // An If whose condition is a constant (or computed from shapes) runs one
+    // branch only: the other is neither counted nor planned.
+    let values = crate::sizes::folded_values(g, sizes);
     for (index, node) in g.node.iter().enumerate() {
-        let attrs: Vec<&pb::AttributeProto> = node.attribute.iter().filter(|a| a.g.is_some()).collect();
+        let mut attrs: Vec<&pb::AttributeProto> = node.attribute.iter().filter(|a| a.g.is_some()).collect();
         if attrs.is_empty() {
             continue;
         }
         let op = OpId(index as u32);
         let node_name = format!("{prefix_name}{}", graph.describe_op(op));
+        if node.op_type() == "If" {
+            let taken = node.input.first().and_then(|c| values.get(c)).and_then(|v| v.first()).map(|&c| c != 0.0);
+            match taken {
+                Some(t) => {
+                    let branch = if t { "then_branch" } else { "else_branch" };
+                    attrs.retain(|a| a.name() == branch);
+                    out.assumptions.push(format!(
+                        "{node_name}: its condition is always {t} (a constant, or computed from known shapes): only its {branch} is counted"
+                    ));
+                }
+                None => out.unknown_branch = true,
+            }
+        }
         let mut before = Vec::new();
         let mut after = Vec::new();
         let mut counted = true;
@@ -248,6 +270,7 @@ pub(crate) fn plan_bodies(
             let name = format!("{node_name} {}", attr.name());
             match plan_body(model, sizes, node, body, &path, &name, rewritable, opts)? {
                 Ok((plan, nested)) => {
+                    out.unknown_branch |= nested.unknown_branch;
                     out.assumptions.extend(nested.assumptions);
                     out.uncounted.extend(nested.uncounted);
                     out.plans.extend(nested.plans);

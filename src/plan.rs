@@ -298,11 +298,7 @@ pub fn plan_with_progress(
     if !file_sorted {
         assumptions.push("the file's nodes were not topologically sorted: the input order is their stable sort".into());
     }
-    if found
-        .plans
-        .iter()
-        .any(|b| b.path.last().is_some_and(|s| s.attribute == "then_branch" || s.attribute == "else_branch"))
-    {
+    if found.unknown_branch {
         assumptions.push(
             "an If node's step counts the larger of its two branches (which one runs is not known before running)"
                 .into(),

@@ -253,3 +253,52 @@ fn nested_peaks_match_a_brute_force_simulator() {
     // The generator makes bodies worth reordering: some must have moved.
     assert!(bodies_changed > 0, "no body was ever reordered");
 }
+
+/// An If whose condition is computed from shapes (`Equal(Size(x), 16)`, as
+/// exported functions test their inputs' ranks) runs one branch only: the
+/// other, however large, is not counted, and the summary says why.
+#[test]
+fn an_if_with_a_constant_condition_counts_the_branch_it_takes() {
+    let then_g = pb::GraphProto {
+        name: Some("then".into()),
+        node: vec![node("Relu", "r", &["x"], &["yt"])],
+        output: vec![float_value("yt", &[16])],
+        ..Default::default()
+    };
+    // A branch that would hold 4x the input twice over.
+    let mut cat = node("Concat", "cat", &["x", "x", "x", "x"], &["big"]);
+    cat.attribute.push(int_attr("axis", 0));
+    let else_g = pb::GraphProto {
+        name: Some("else".into()),
+        node: vec![cat, node("Relu", "r2", &["big"], &["big2"]), {
+            let mut n = node("ReduceMax", "m", &["big2"], &["ye"]);
+            n.attribute.push(ints_attr("axes", &[0]));
+            n.attribute.push(int_attr("keepdims", 1));
+            n
+        }],
+        output: vec![float_value("ye", &[1])],
+        ..Default::default()
+    };
+    let mut iff = node("If", "choose", &["c"], &["y"]);
+    iff.attribute = vec![graph_attr("then_branch", then_g), graph_attr("else_branch", else_g)];
+    let mut m = model(
+        vec![node("Size", "size", &["x"], &["n"]), node("Equal", "eq", &["n", "sixteen"], &["c"]), iff],
+        vec![float_value("x", &[16])],
+        vec![float_value("y", &[16])],
+    );
+    m.graph.as_mut().unwrap().initializer.push(pb::TensorProto {
+        name: Some("sixteen".into()),
+        data_type: Some(INT64),
+        int64_data: vec![16],
+        ..Default::default()
+    });
+    let file = OnnxFile::parse(m.encode_to_vec()).unwrap();
+    let p = plan(&file, &PlanOptions { target: Target::FileOrder, gap: 0.0, ..Default::default() }).unwrap();
+    // x 64 B, n 8 B, c 1 B, y 64 B (the then branch's): at the If, x + c + y;
+    // its branch needs nothing beyond its output. Counting the else branch
+    // (512 B inside) would give 577 B.
+    assert_eq!(p.before.peak, 64 + 1 + 64, "{:?}", p.assumptions);
+    assert!(p.assumptions.iter().any(|a| a.contains("always true") && a.contains("then_branch")), "{:?}", p.assumptions);
+    assert!(!p.assumptions.iter().any(|a| a.contains("larger of its two branches")), "{:?}", p.assumptions);
+    assert!(p.bodies.iter().all(|b| b.name.contains("then_branch")), "{:?}", p.bodies.iter().map(|b| &b.name).collect::<Vec<_>>());
+}

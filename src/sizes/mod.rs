@@ -842,6 +842,25 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
     Ok(Sizes { tensors, assumptions, unknown_dim })
 }
 
+/// The values of `graph`'s small constants and of the shape computations
+/// module `values` folds from them and from `sizes`' shapes (an If condition
+/// such as `Equal(Size(x), 4)`), by tensor name. What tract alone folded
+/// during sizing is not among them.
+pub(crate) fn folded_values(graph: &pb::GraphProto, sizes: &Sizes) -> HashMap<String, Vec<f64>> {
+    let mut consts = rules::constants(graph);
+    let lookup = |n: &str| sizes.tensors.get(n).map(|t| (t.elem_type, t.shape.clone()));
+    for node in &graph.node {
+        let Some(first) = node.output.first().filter(|o| !o.is_empty() && !consts.contains_key(o.as_str())) else {
+            continue;
+        };
+        let known = |n: &str| consts.get(n).cloned();
+        if let Some(v) = values::fold(node, &known, &lookup) {
+            consts.insert(first.clone(), v);
+        }
+    }
+    consts
+}
+
 /// How many tensors tract or the rules sized from tensors `touched` (their
 /// descendants in the graph, through the outer values bodies read too, whose
 /// size did not come from the file or a declaration).
