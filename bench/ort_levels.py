@@ -41,36 +41,19 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ort_enable_all import arena_events, load_feeds, make_feeds, profiled_session, run_worker, stage_input  # noqa: E402
+
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
           "all": "ORT_ENABLE_ALL"}
 
 
 def worker(model, level, feeds_path, scratch):
-    import numpy as np
-    import onnxruntime as ort
-
-    with np.load(feeds_path) as z:
-        feeds = {k: z[k] for k in z.files}
-    so = ort.SessionOptions()
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.enable_profiling = True
-    so.profile_file_prefix = os.path.join(scratch, "prof")
-    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    feeds = load_feeds(feeds_path)
+    sess = profiled_session(model, scratch, LEVELS[level])
     sess.run(None, feeds)
     sess.run(None, feeds)
-    prof = sess.end_profiling()
-    with open(prof) as f:
-        events = [e for e in json.load(f) if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
-    os.remove(prof)
-    if not events or "mem_in_use_peak" not in events[0].get("args", {}):
-        raise SystemExit("this onnxruntime writes no arena statistics into its profile (needs >= 1.32)")
-    n = len(events) // 2
-    events, run2 = events[:n], events[n:]
-    a = events[0]["args"]
-    base = int(a["mem_bytes_in_use"]) - int(a["mem_in_use_delta"])
+    events, run2, base = arena_events(sess)
     peaks = [int(e["args"]["mem_in_use_peak"]) - base for e in events]
     top = max(peaks)
     at = peaks.index(top)
@@ -82,15 +65,6 @@ def worker(model, level, feeds_path, scratch):
         second=max(int(e["args"]["mem_bytes_in_use"]) for e in run2) - base,
         order=[e["name"][: -len("_kernel_time")] for e in events],
     )))
-
-
-def run_worker(model, level, feeds_path, scratch):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", model, level, feeds_path, scratch],
-                       capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        raise RuntimeError(" | ".join(p.stderr.strip().splitlines()[-3:]))
-    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def resolve(name, here, corpus):
@@ -105,21 +79,10 @@ def resolve(name, here, corpus):
 
 def study(tool, materialize, src, work, targets, levels, repeat=1):
     import numpy as np
-    import onnx
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from ort_enable_all import make_feeds
 
     name = os.path.basename(src)[: -len(".onnx")]
     d = os.path.join(work, name)
-    os.makedirs(os.path.join(d, "in"))
-    model = onnx.load(src, load_external_data=False)
-    before = os.path.join(d, "in", os.path.basename(src))
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        subprocess.run([sys.executable, materialize, src, "--out-dir", os.path.join(d, "in")],
-                       check=True, capture_output=True, text=True)
-    else:
-        shutil.copyfile(src, before)
+    before, model = stage_input(src, d, materialize)
     file_nodes = {n.name for n in model.graph.node}
     feeds_path = os.path.join(d, "feeds.npz")
     np.savez(feeds_path, **make_feeds(model))
@@ -139,7 +102,7 @@ def study(tool, materialize, src, work, targets, levels, repeat=1):
     rows = []
     for label, path, runtimes in files:
         for level, rep in ((lv, i) for lv in levels for i in range(repeat)):
-            r = run_worker(path, level, feeds_path, d)
+            r = run_worker(path, feeds_path, d, script=__file__, extra=(level,))
             r.update(name=name, file=label, level=level, rep=rep, runtimes=runtimes,
                      kernels=len(r["order"]), new_kernels=sum(1 for k in r["order"] if k not in file_nodes))
             rows.append(r)
