@@ -494,9 +494,9 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
                 }
                 concrete(a.and_then(|a| a.fact(n)).as_ref())
             };
-            let free: Vec<String> =
-                node.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs)).flat_map(rules::free_names).collect();
-            let reads_guess = node.input.iter().chain(&free).any(|i| tainted.contains(i));
+            // Inputs, and the outer-scope values a body reads.
+            let reads = crate::graph::build::node_reads(node);
+            let reads_guess = reads.iter().any(|i| tainted.contains(i));
             if reads_guess {
                 tainted.extend(node.output.iter().filter(|o| !o.is_empty()).cloned());
             }
@@ -515,8 +515,7 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
             if outs.is_empty() {
                 continue;
             }
-            // Inputs, and the outer-scope values a body reads.
-            let at_front = node.input.iter().filter(|i| !i.is_empty()).chain(&free).all(|i| lookup(i).is_some());
+            let at_front = reads.iter().all(|i| lookup(i).is_some());
             let waits = !last && analysed.is_some() && node.input.iter().any(|i| fresh.contains(i));
             if !(last || at_front) || waits {
                 continue;
@@ -524,7 +523,7 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
             // Values tract folded (an outer value a body reads as a shape)
             // count as constants for the rules.
             if let Some(a) = a {
-                for i in node.input.iter().filter(|i| !i.is_empty()).chain(&free) {
+                for i in &reads {
                     if consts.contains_key(i.as_str()) {
                         continue;
                     }
@@ -848,16 +847,7 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
 /// during sizing is not among them.
 pub(crate) fn folded_values(graph: &pb::GraphProto, sizes: &Sizes) -> HashMap<String, Vec<f64>> {
     let mut consts = rules::constants(graph);
-    let lookup = |n: &str| sizes.tensors.get(n).map(|t| (t.elem_type, t.shape.clone()));
-    for node in &graph.node {
-        let Some(first) = node.output.first().filter(|o| !o.is_empty() && !consts.contains_key(o.as_str())) else {
-            continue;
-        };
-        let known = |n: &str| consts.get(n).cloned();
-        if let Some(v) = values::fold(node, &known, &lookup) {
-            consts.insert(first.clone(), v);
-        }
-    }
+    values::fold_all(&graph.node, &mut consts, &|n| sizes.tensors.get(n).map(|t| (t.elem_type, t.shape.clone())));
     consts
 }
 
@@ -868,9 +858,7 @@ fn derived_count(graph: &pb::GraphProto, touched: &[String], tensors: &HashMap<S
     let mut reached: HashSet<&str> = touched.iter().map(String::as_str).collect();
     let mut count = 0;
     for node in &graph.node {
-        let free: Vec<String> =
-            node.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs)).flat_map(rules::free_names).collect();
-        if node.input.iter().chain(&free).any(|i| reached.contains(i.as_str())) {
+        if crate::graph::build::node_reads(node).iter().any(|i| reached.contains(i.as_str())) {
             for o in node.output.iter().filter(|o| !o.is_empty()) {
                 if reached.insert(o.as_str())
                     && tensors.get(o.as_str()).is_some_and(|t| matches!(t.source, SizeSource::Tract | SizeSource::Rule))

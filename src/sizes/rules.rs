@@ -116,6 +116,28 @@ fn broadcast<'a>(shapes: impl Iterator<Item = &'a [u64]>) -> Option<Vec<u64>> {
     Some(out)
 }
 
+/// Axis `a` of a tensor of rank `rank` (negative counts from the end), if
+/// it is one.
+fn axis(a: i64, rank: usize) -> Option<usize> {
+    let r = i64::try_from(rank).ok()?;
+    usize::try_from(if a < 0 { a + r } else { a }).ok().filter(|&x| x < rank)
+}
+
+/// The shape of `parts` concatenated along `ax`: their lengths there add
+/// up; `None` unless they have one rank and agree on every other dim.
+fn concatenated(parts: &[Typed], ax: usize) -> Option<Vec<u64>> {
+    let first = &parts.first()?.1;
+    let agree = parts.iter().all(|(_, s)| {
+        s.len() == first.len() && s.iter().zip(first).enumerate().all(|(i, (x, y))| i == ax || x == y)
+    });
+    if !agree {
+        return None;
+    }
+    let mut dims = first.clone();
+    dims[ax] = parts.iter().try_fold(0u64, |acc, (_, s)| acc.checked_add(s[ax]))?;
+    Some(dims)
+}
+
 /// A concrete tensor type: element type and shape.
 pub(crate) type Typed = (i32, Vec<u64>);
 
@@ -347,10 +369,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
             let axes: Vec<usize> = match values(3) {
                 Some(a) => a
                     .iter()
-                    .map(|&x| {
-                        let x = x as i64;
-                        usize::try_from(if x < 0 { x + rank as i64 } else { x }).ok().filter(|&x| x < rank)
-                    })
+                    .map(|&x| axis(x as i64, rank))
                     .collect::<Option<Vec<_>>>()?,
                 None if input(node, 3).is_some() => return None,
                 None => (0..rank).collect(),
@@ -386,19 +405,12 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
         }
         "Concat" => {
             let parts: Vec<Typed> = node.input.iter().map(|i| lookup(i)).collect::<Option<Vec<_>>>()?;
-            let (elem, first) = parts.first()?.clone();
-            let r = first.len() as i64;
-            let a = attr(node, "axis")?.i();
-            let ax = usize::try_from(if a < 0 { a + r } else { a }).ok().filter(|&x| x < first.len())?;
-            let same_elsewhere = parts.iter().all(|(e, s)| {
-                *e == elem && s.len() == first.len() && s.iter().zip(&first).enumerate().all(|(i, (x, y))| i == ax || x == y)
-            });
-            if !same_elsewhere {
+            let elem = parts.first()?.0;
+            if parts.iter().any(|(e, _)| *e != elem) {
                 return None;
             }
-            let mut dims = first;
-            dims[ax] = parts.iter().try_fold(0u64, |acc, (_, s)| acc.checked_add(s[ax]))?;
-            one(RuleOut::known(elem, &dims))
+            let ax = axis(attr(node, "axis")?.i(), parts[0].1.len())?;
+            one(RuleOut::known(elem, &concatenated(&parts, ax)?))
         }
         "Slice" => {
             let (elem, shape) = typed(0)?;
@@ -422,8 +434,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
             }
             let mut dims = shape.clone();
             for k in 0..starts.len() {
-                let a = axes[k];
-                let ax = usize::try_from(if a < 0 { a + rank as i64 } else { a }).ok().filter(|&x| x < rank)?;
+                let ax = axis(axes[k], rank)?;
                 let d = i128::from(shape[ax]);
                 let (mut s, mut e, st) = (i128::from(starts[k]), i128::from(ends[k]), i128::from(steps[k]));
                 if st == 0 {
@@ -454,9 +465,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
             let (elem, shape) = typed(0)?;
             let (y, inverse) = match attr(node, "axis") {
                 Some(a) => {
-                    let r = shape.len() as i64;
-                    let ax =
-                        usize::try_from(if a.i() < 0 { a.i() + r } else { a.i() }).ok().filter(|&x| x < shape.len())?;
+                    let ax = axis(a.i(), shape.len())?;
                     let mut y: Vec<Option<u64>> = shape.iter().map(|&d| Some(d)).collect();
                     y[ax] = None;
                     (y, shape[ax])
@@ -488,9 +497,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
         }
         "SplitToSequence" => {
             let (elem, shape) = typed(0)?;
-            let r = shape.len() as i64;
-            let a = attr(node, "axis").map_or(0, |a| a.i());
-            let ax = usize::try_from(if a < 0 { a + r } else { a }).ok().filter(|&x| x < shape.len())?;
+            let ax = axis(attr(node, "axis").map_or(0, |a| a.i()), shape.len())?;
             let len = shape[ax];
             let sizes: Option<Vec<u64>> = match input(node, 1) {
                 None => Some(vec![1; len as usize]),
@@ -552,9 +559,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
             let elems = known_sequence(ctx, node, 0)?;
             let (elem, first) = elems.first()?.clone();
             let new_axis = attr(node, "new_axis").map_or(0, |a| a.i()) != 0;
-            let r = first.len() as i64 + i64::from(new_axis);
-            let a = attr(node, "axis")?.i();
-            let ax = usize::try_from(if a < 0 { a + r } else { a }).ok().filter(|&x| (x as i64) < r)?;
+            let ax = axis(attr(node, "axis")?.i(), first.len() + usize::from(new_axis))?;
             if new_axis {
                 if !elems.iter().all(|(_, s)| *s == first) {
                     return None;
@@ -563,15 +568,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
                 s.insert(ax, elems.len() as u64);
                 one(RuleOut::known(elem, &s))
             } else {
-                let same_elsewhere = elems.iter().all(|(_, s)| {
-                    s.len() == first.len() && s.iter().zip(&first).enumerate().all(|(i, (x, y))| i == ax || x == y)
-                });
-                if !same_elsewhere {
-                    return None;
-                }
-                let mut s = first.clone();
-                s[ax] = elems.iter().try_fold(0u64, |acc, (_, s)| acc.checked_add(s[ax]))?;
-                one(RuleOut::known(elem, &s))
+                one(RuleOut::known(elem, &concatenated(&elems, ax)?))
             }
         }
         "SequenceLength" | "OptionalHasElement" => {
@@ -635,31 +632,6 @@ fn body<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::GraphProto> {
     attr(node, name).and_then(|a| a.g.as_ref())
 }
 
-/// Names a graph reads from outer scopes: read (here or in nested graphs)
-/// and defined nowhere inside.
-pub(crate) fn free_names(g: &pb::GraphProto) -> Vec<String> {
-    fn walk(g: &pb::GraphProto, read: &mut Vec<String>, defined: &mut HashSet<String>) {
-        defined.extend(g.input.iter().map(|v| v.name().to_string()));
-        defined.extend(g.initializer.iter().map(|t| t.name().to_string()));
-        defined.extend(g.sparse_initializer.iter().filter_map(|s| s.values.as_ref()).map(|t| t.name().to_string()));
-        for n in &g.node {
-            read.extend(n.input.iter().filter(|i| !i.is_empty()).cloned());
-            defined.extend(n.output.iter().cloned());
-            for a in &n.attribute {
-                for sub in a.g.iter().chain(&a.graphs) {
-                    walk(sub, read, defined);
-                }
-            }
-        }
-        read.extend(g.output.iter().map(|o| o.name().to_string()));
-    }
-    let mut read = Vec::new();
-    let mut defined = HashSet::new();
-    walk(g, &mut read, &mut defined);
-    let mut seen = HashSet::new();
-    read.into_iter().filter(|n| !defined.contains(n) && seen.insert(n.clone())).collect()
-}
-
 /// Sizes a body graph as a model of its own: `formal` types its declared
 /// inputs (in order), outer-scope values come from `lookup`.
 fn run_body(
@@ -679,7 +651,7 @@ fn run_body(
         .zip(formal)
         .map(|(vi, (elem, shape))| super::prepare::typed_value_info(vi.name(), *elem, shape))
         .collect();
-    for name in free_names(g) {
+    for name in crate::graph::build::outer_reads(g) {
         if inits.contains(name.as_str()) {
             continue;
         }
@@ -842,12 +814,7 @@ pub(crate) fn body_formals(
             let mut formal = all[..states].to_vec();
             let mut seq_len = None;
             for (k, (elem, shape)) in all[states..].iter().enumerate() {
-                let r = shape.len() as i64;
-                let ax = axes.get(k).copied().unwrap_or(0);
-                let ax = usize::try_from(if ax < 0 { ax + r } else { ax })
-                    .ok()
-                    .filter(|&a| a < shape.len())
-                    .ok_or("a scan axis is out of range")?;
+                let ax = axis(axes.get(k).copied().unwrap_or(0), shape.len()).ok_or("a scan axis is out of range")?;
                 seq_len.get_or_insert(shape[ax]);
                 let mut s = shape.clone();
                 s.remove(ax);
@@ -925,9 +892,7 @@ fn scan_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Ty
         if k < n_states {
             result.push(Some(RuleOut::known(*elem, shape)));
         } else {
-            let r = shape.len() as i64 + 1;
-            let ax = out_axes.get(k - n_states).copied().unwrap_or(0);
-            let ax = usize::try_from(if ax < 0 { ax + r } else { ax }).ok().filter(|&a| a <= shape.len())?;
+            let ax = axis(out_axes.get(k - n_states).copied().unwrap_or(0), shape.len() + 1)?;
             let mut s = shape.clone();
             s.insert(ax, seq_len);
             result.push(Some(RuleOut::known(*elem, &s)));

@@ -170,23 +170,19 @@ pub(crate) fn fold(
     (out.len() <= MAX_CONST_VALUES && out.iter().all(|x| x.is_finite())).then_some(out)
 }
 
-/// Folds what [`fold`] can over a node list in order, starting from
-/// `consts` (used by tests and by callers without tract).
-#[cfg(test)]
+/// Folds what [`fold`] can over `nodes` in order, adding each value to
+/// `consts` (which starts with the graph's small constants); `lookup` gives
+/// a tensor's concrete type.
 pub(crate) fn fold_all(
     nodes: &[pb::NodeProto],
     consts: &mut std::collections::HashMap<String, Vec<f64>>,
     lookup: &dyn Fn(&str) -> Option<Typed>,
 ) {
     for node in nodes {
-        let Some(out) = node.output.first().filter(|o| !o.is_empty()) else {
+        let Some(out) = node.output.first().filter(|o| !o.is_empty() && !consts.contains_key(o.as_str())) else {
             continue;
         };
-        if consts.contains_key(out) {
-            continue;
-        }
-        let known = consts.clone();
-        if let Some(v) = fold(node, &|n| known.get(n).cloned(), lookup) {
+        if let Some(v) = fold(node, &|n| consts.get(n).cloned(), lookup) {
             consts.insert(out.clone(), v);
         }
     }
