@@ -298,7 +298,15 @@ fn an_if_with_a_constant_condition_counts_the_branch_it_takes() {
     // its branch needs nothing beyond its output. Counting the else branch
     // (512 B inside) would give 577 B.
     assert_eq!(p.before.peak, 64 + 1 + 64, "{:?}", p.assumptions);
-    assert!(p.assumptions.iter().any(|a| a.contains("always true") && a.contains("then_branch")), "{:?}", p.assumptions);
+    assert!(
+        p.assumptions.iter().any(|a| a.contains("always true") && a.contains("then_branch")),
+        "{:?}",
+        p.assumptions
+    );
     assert!(!p.assumptions.iter().any(|a| a.contains("larger of its two branches")), "{:?}", p.assumptions);
-    assert!(p.bodies.iter().all(|b| b.name.contains("then_branch")), "{:?}", p.bodies.iter().map(|b| &b.name).collect::<Vec<_>>());
+    assert!(
+        p.bodies.iter().all(|b| b.name.contains("then_branch")),
+        "{:?}",
+        p.bodies.iter().map(|b| &b.name).collect::<Vec<_>>()
+    );
 }

@@ -276,7 +276,12 @@ fn random_model(seed: u64) -> (pb::ModelProto, HashMap<String, Made>) {
         .nodes
         .iter()
         .flat_map(|n| n.input.clone())
-        .chain(s.nodes.iter().flat_map(|n| n.attribute.iter().filter_map(|a| a.g.as_ref())).flat_map(common::nested_sim::free_reads))
+        .chain(
+            s.nodes
+                .iter()
+                .flat_map(|n| n.attribute.iter().filter_map(|a| a.g.as_ref()))
+                .flat_map(common::nested_sim::free_reads),
+        )
         .collect();
     let outputs: Vec<pb::ValueInfoProto> = s
         .nodes

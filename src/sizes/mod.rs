@@ -504,9 +504,8 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
             // fold (module `values`), count as constants for the rules: an
             // If condition computed from shapes picks its branch.
             if let Some(first) = node.output.first().filter(|o| !o.is_empty() && !consts.contains_key(o.as_str())) {
-                let known = |n: &str| {
-                    consts.get(n).cloned().or_else(|| a.and_then(|a| a.values(n, rules::MAX_CONST_VALUES)))
-                };
+                let known =
+                    |n: &str| consts.get(n).cloned().or_else(|| a.and_then(|a| a.values(n, rules::MAX_CONST_VALUES)));
                 if let Some(v) = values::fold(node, &known, &lookup) {
                     consts.insert(first.clone(), v);
                 }
@@ -736,7 +735,8 @@ pub(crate) fn infer_with(model: &pb::ModelProto, opts: &SizeOptions, tract_use: 
             };
             let failed = a.failed_node(e).and_then(|name| graph.node.iter().position(|n| tract_name(n) == name));
             let retries = preset.iter().filter(|(_, why)| why.starts_with(ANALYSIS_FAILED)).count();
-            if let Some(ix) = failed.filter(|ix| retries < MAX_ANALYSIS_RETRIES && !preset.iter().any(|(h, _)| h == ix)) {
+            if let Some(ix) = failed.filter(|ix| retries < MAX_ANALYSIS_RETRIES && !preset.iter().any(|(h, _)| h == ix))
+            {
                 // With it, the other nodes of its op that tract left unsized
                 // (they often fail the same way, one analysis each).
                 let op = graph.node[ix].op_type();

@@ -78,16 +78,57 @@ pub(crate) const MAX_CONST_VALUES: usize = 64;
 
 /// Element-wise ops of one input whose output has its type and shape.
 const UNARY: &[&str] = &[
-    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor",
-    "Ceil", "Round", "Sign", "Erf", "Sin", "Cos", "Softplus", "Softsign", "Elu", "Selu", "Gelu", "HardSigmoid",
-    "HardSwish", "Mish", "Clip", "BitwiseNot", "Softmax", "LogSoftmax", "Hardmax", "Dropout",
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Neg",
+    "Abs",
+    "Reciprocal",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sign",
+    "Erf",
+    "Sin",
+    "Cos",
+    "Softplus",
+    "Softsign",
+    "Elu",
+    "Selu",
+    "Gelu",
+    "HardSigmoid",
+    "HardSwish",
+    "Mish",
+    "Clip",
+    "BitwiseNot",
+    "Softmax",
+    "LogSoftmax",
+    "Hardmax",
+    "Dropout",
 ];
 
 /// Element-wise ops whose inputs broadcast (numpy rules) to the output's
 /// shape, of the first input's type.
 const BROADCAST: &[&str] = &[
-    "Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max", "Min", "Sum", "Mean", "BitShift", "BitwiseAnd", "BitwiseOr",
-    "BitwiseXor", "PRelu",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Mod",
+    "Max",
+    "Min",
+    "Sum",
+    "Mean",
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseOr",
+    "BitwiseXor",
+    "PRelu",
 ];
 
 /// Broadcasting ops whose output is BOOL.
@@ -127,9 +168,9 @@ fn axis(a: i64, rank: usize) -> Option<usize> {
 /// up; `None` unless they have one rank and agree on every other dim.
 fn concatenated(parts: &[Typed], ax: usize) -> Option<Vec<u64>> {
     let first = &parts.first()?.1;
-    let agree = parts.iter().all(|(_, s)| {
-        s.len() == first.len() && s.iter().zip(first).enumerate().all(|(i, (x, y))| i == ax || x == y)
-    });
+    let agree = parts
+        .iter()
+        .all(|(_, s)| s.len() == first.len() && s.iter().zip(first).enumerate().all(|(i, (x, y))| i == ax || x == y));
     if !agree {
         return None;
     }
@@ -367,10 +408,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
                 attr(node, "pads").or_else(|| attr(node, "paddings"))?.ints.clone()
             };
             let axes: Vec<usize> = match values(3) {
-                Some(a) => a
-                    .iter()
-                    .map(|&x| axis(x as i64, rank))
-                    .collect::<Option<Vec<_>>>()?,
+                Some(a) => a.iter().map(|&x| axis(x as i64, rank)).collect::<Option<Vec<_>>>()?,
                 None if input(node, 3).is_some() => return None,
                 None => (0..rank).collect(),
             };
@@ -428,7 +466,8 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
             let starts = list(1, "starts")??;
             let ends = list(2, "ends")??;
             let axes = list(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
-            let steps = if opset(ctx.model) >= 10 { list(4, "")? } else { None }.unwrap_or_else(|| vec![1; starts.len()]);
+            let steps =
+                if opset(ctx.model) >= 10 { list(4, "")? } else { None }.unwrap_or_else(|| vec![1; starts.len()]);
             if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
                 return None;
             }
@@ -783,7 +822,12 @@ fn if_rule(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Option<Type
             outs
         }
     };
-    Some(Applied { outs: outs.iter().map(|(e, s)| Some(RuleOut::known(*e, s))).collect(), notes, failure: None, guessed })
+    Some(Applied {
+        outs: outs.iter().map(|(e, s)| Some(RuleOut::known(*e, s))).collect(),
+        notes,
+        failure: None,
+        guessed,
+    })
 }
 
 /// The types of the declared inputs of a Loop or Scan body, from the types

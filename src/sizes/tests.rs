@@ -714,8 +714,18 @@ fn a_rule_resting_on_unknown_dim_gives_way_to_a_static_value_info() {
     let m = model(graph(
         vec![
             node("NonZero", &["x"], &["n"], vec![]),
-            node("If", &["c"], &["y"], vec![graph_attr("then_branch", branch("a")), graph_attr("else_branch", branch("b"))]),
-            node("If", &["c"], &["z"], vec![graph_attr("then_branch", branch("d")), graph_attr("else_branch", branch("e"))]),
+            node(
+                "If",
+                &["c"],
+                &["y"],
+                vec![graph_attr("then_branch", branch("a")), graph_attr("else_branch", branch("b"))],
+            ),
+            node(
+                "If",
+                &["c"],
+                &["z"],
+                vec![graph_attr("then_branch", branch("d")), graph_attr("else_branch", branch("e"))],
+            ),
         ],
         vec![vi("x", FLOAT, &["2", "3"]), vi("c", BOOL, &[])],
         vec![vi("y", FLOAT, &["2", "5"]), vi("z", FLOAT, &["?", "?"])],

@@ -260,9 +260,15 @@ mod tests {
     #[test]
     fn arithmetic_broadcasts_only_single_elements() {
         let v = ("v", vec![4.0, 7.0, -9.0]);
-        assert_eq!(run(&node("Add", &["v", "four"], &[]), &[v.clone(), ("four", vec![4.0])]), Some(vec![8.0, 11.0, -5.0]));
+        assert_eq!(
+            run(&node("Add", &["v", "four"], &[]), &[v.clone(), ("four", vec![4.0])]),
+            Some(vec![8.0, 11.0, -5.0])
+        );
         // Integer division truncates toward zero, like onnxruntime's.
-        assert_eq!(run(&node("Div", &["v", "four"], &[]), &[v.clone(), ("four", vec![4.0])]), Some(vec![1.0, 1.0, -2.0]));
+        assert_eq!(
+            run(&node("Div", &["v", "four"], &[]), &[v.clone(), ("four", vec![4.0])]),
+            Some(vec![1.0, 1.0, -2.0])
+        );
         assert_eq!(run(&node("Div", &["v", "four"], &[]), &[v.clone(), ("four", vec![0.0])]), None);
         // [3] against [3, 1] broadcasts to 3x3: not folded.
         assert_eq!(run(&node("Mul", &["v", "m"], &[]), &[v.clone(), ("m", vec![1.0, 2.0, 3.0])]), None);
