@@ -238,8 +238,9 @@ pub(crate) fn plan_bodies(
     let mut out = Bodies::default();
     let Some(g) = model.graph.as_ref() else { return Ok(out) };
     // An If whose condition is a constant (or computed from shapes) runs one
-    // branch only: the other is neither counted nor planned.
-    let values = crate::sizes::folded_values(g, sizes);
+    // branch only: the other is neither counted nor planned. (Folded once,
+    // and only for a graph that has an If.)
+    let values = std::cell::OnceCell::new();
     for (index, node) in g.node.iter().enumerate() {
         let mut attrs: Vec<&pb::AttributeProto> = node.attribute.iter().filter(|a| a.g.is_some()).collect();
         if attrs.is_empty() {
@@ -248,6 +249,7 @@ pub(crate) fn plan_bodies(
         let op = OpId(index as u32);
         let node_name = format!("{prefix_name}{}", graph.describe_op(op));
         if node.op_type() == "If" {
+            let values = values.get_or_init(|| crate::sizes::folded_values(g, sizes));
             let taken = node.input.first().and_then(|c| values.get(c)).and_then(|v| v.first()).map(|&c| c != 0.0);
             match taken {
                 Some(t) => {
