@@ -35,6 +35,7 @@
 use std::collections::HashMap;
 
 use super::dtype::{self, code};
+use super::rules::attr;
 use crate::onnx::pb;
 
 /// Most elements a tensor tract folds from constants may have (16 Mi:
@@ -131,12 +132,8 @@ impl Known<'_> {
     }
 }
 
-fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {
-    node.attribute.iter().find(|a| a.name() == name)
-}
-
 /// Broadcasts two shapes by the numpy rule; `None` if they do not broadcast.
-fn broadcast(a: &[u64], b: &[u64]) -> Option<Vec<u64>> {
+pub(super) fn broadcast(a: &[u64], b: &[u64]) -> Option<Vec<u64>> {
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for (i, slot) in out.iter_mut().enumerate() {

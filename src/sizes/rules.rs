@@ -134,29 +134,6 @@ const BROADCAST: &[&str] = &[
 /// Broadcasting ops whose output is BOOL.
 const COMPARE: &[&str] = &["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Not"];
 
-/// The numpy broadcast of `shapes` (aligned at the right; each dim equal
-/// or 1), `None` when they do not broadcast.
-fn broadcast<'a>(shapes: impl Iterator<Item = &'a [u64]>) -> Option<Vec<u64>> {
-    let mut out: Vec<u64> = Vec::new();
-    for s in shapes {
-        if s.len() > out.len() {
-            let mut grown = vec![1; s.len() - out.len()];
-            grown.extend(&out);
-            out = grown;
-        }
-        let off = out.len() - s.len();
-        for (k, &d) in s.iter().enumerate() {
-            let o = &mut out[off + k];
-            if *o == 1 {
-                *o = d;
-            } else if d != 1 && d != *o {
-                return None;
-            }
-        }
-    }
-    Some(out)
-}
-
 /// Axis `a` of a tensor of rank `rank` (negative counts from the end), if
 /// it is one.
 fn axis(a: i64, rank: usize) -> Option<usize> {
@@ -335,7 +312,7 @@ pub(crate) fn constants(graph: &pb::GraphProto) -> HashMap<String, Vec<f64>> {
     out
 }
 
-fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {
+pub(super) fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {
     node.attribute.iter().find(|a| a.name() == name)
 }
 
@@ -433,7 +410,7 @@ pub(crate) fn apply(node: &pb::NodeProto, ctx: &Ctx, lookup: &dyn Fn(&str) -> Op
         op if BROADCAST.contains(&op) || COMPARE.contains(&op) || op == "Where" => {
             let ins: Vec<Typed> =
                 node.input.iter().filter(|i| !i.is_empty()).map(|i| lookup(i)).collect::<Option<Vec<_>>>()?;
-            let shape = broadcast(ins.iter().map(|(_, s)| s.as_slice()))?;
+            let shape = ins.iter().try_fold(Vec::new(), |acc, (_, s)| super::fold::broadcast(&acc, s))?;
             let elem = match op {
                 "Where" => ins.get(1)?.0,
                 _ if COMPARE.contains(&op) => BOOL,

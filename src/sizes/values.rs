@@ -35,7 +35,7 @@ use crate::onnx::pb;
 const EXACT: f64 = 9_007_199_254_740_992.0;
 
 fn attr_i(node: &pb::NodeProto, name: &str) -> Option<i64> {
-    node.attribute.iter().find(|a| a.name() == name).map(|a| a.i())
+    super::rules::attr(node, name).map(|a| a.i())
 }
 
 fn is_integer(elem: i32) -> bool {
